@@ -1,0 +1,236 @@
+//! Settings, layered: the compiled-in `config/default.toml`, then `config/local.toml` (optional),
+//! then `PM__SECTION__KEY` environment variables. A bad value stops start-up with one line
+//! that names the key and the problem.
+
+use std::{fmt, path::PathBuf, time::Duration};
+
+use config::{Config, Environment, File, FileFormat};
+use serde::Deserialize;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub logging: LoggingSettings,
+    pub security: SecuritySettings,
+    pub limits: LimitsSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub request_timeout_secs: u64,
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub min_connections: u32,
+    pub max_connections: u32,
+    pub acquire_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub create_if_missing: bool,
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingSettings {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySettings {
+    pub cors_origins: Vec<String>,
+    pub rate_limit_per_minute: u32,
+    pub admin_rate_limit_per_minute: u32,
+    pub export_rate_limit_per_hour: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSettings {
+    pub max_devices_per_group: u32,
+    pub max_batch_size: u32,
+    pub location_retention_days: u32,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    pub otlp_endpoint: String,
+    pub service_name: String,
+    pub environment: String,
+}
+
+/// A configuration problem, printed as one line: `configuration error: <key>: <problem>`.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    fn invalid(key: &str, problem: impl fmt::Display) -> Self {
+        Self(format!("`{key}`: {problem}"))
+    }
+}
+
+impl Settings {
+    /// Loads defaults, `config/local.toml` (from `PM_CONFIG_DIR` or `./config`) and the
+    /// environment, then checks every value.
+    pub fn load() -> Result<Self, ConfigError> {
+        let dir = std::env::var_os("PM_CONFIG_DIR").map_or_else(|| PathBuf::from("config"), PathBuf::from);
+        let settings: Settings = Config::builder()
+            .add_source(File::from_str(DEFAULTS, FileFormat::Toml))
+            .add_source(File::from(dir.join("local.toml")).required(false))
+            .add_source(
+                Environment::with_prefix("PM")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .list_separator(",")
+                    .with_list_parse_key("security.cors_origins")
+                    .try_parsing(true),
+            )
+            .build()
+            .and_then(Config::try_deserialize)
+            .map_err(|e| ConfigError(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        fn at_least(key: &str, value: u64, min: u64) -> Result<(), ConfigError> {
+            if value < min {
+                return Err(ConfigError::invalid(key, format!("must be at least {min}, got {value}")));
+            }
+            Ok(())
+        }
+        if self.server.host.trim().is_empty() {
+            return Err(ConfigError::invalid("server.host", "must not be empty"));
+        }
+        at_least("server.request_timeout_secs", self.server.request_timeout_secs, 1)?;
+        let db = &self.database;
+        if !(db.url.starts_with("postgres://") || db.url.starts_with("postgresql://")) {
+            return Err(ConfigError::invalid(
+                "database.url",
+                "must be a postgres:// or postgresql:// URL",
+            ));
+        }
+        db.url
+            .parse::<sqlx::postgres::PgConnectOptions>()
+            .map_err(|e| ConfigError::invalid("database.url", e))?;
+        at_least("database.max_connections", db.max_connections.into(), 1)?;
+        if db.min_connections > db.max_connections {
+            return Err(ConfigError::invalid(
+                "database.min_connections",
+                format!("must not exceed database.max_connections ({})", db.max_connections),
+            ));
+        }
+        at_least("database.acquire_timeout_secs", db.acquire_timeout_secs, 1)?;
+        tracing_subscriber::EnvFilter::try_new(&self.logging.level)
+            .map_err(|e| ConfigError::invalid("logging.level", e))?;
+        at_least("security.rate_limit_per_minute", self.security.rate_limit_per_minute.into(), 1)?;
+        at_least(
+            "security.admin_rate_limit_per_minute",
+            self.security.admin_rate_limit_per_minute.into(),
+            1,
+        )?;
+        at_least(
+            "security.export_rate_limit_per_hour",
+            self.security.export_rate_limit_per_hour.into(),
+            1,
+        )?;
+        at_least("limits.max_devices_per_group", self.limits.max_devices_per_group.into(), 1)?;
+        at_least("limits.max_batch_size", self.limits.max_batch_size.into(), 1)?;
+        at_least("limits.location_retention_days", self.limits.location_retention_days.into(), 1)?;
+        at_least("limits.max_body_bytes", self.limits.max_body_bytes as u64, 1024)?;
+        Ok(())
+    }
+}
+
+impl ServerSettings {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+impl DatabaseSettings {
+    /// The URL with its password replaced, safe for logs and error messages.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+}
+
+/// The database URL holds a password: it never reaches a log line through `{:?}`.
+impl fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &self.redacted_url())
+            .field("min_connections", &self.min_connections)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout_secs", &self.acquire_timeout_secs)
+            .field("idle_timeout_secs", &self.idle_timeout_secs)
+            .field("create_if_missing", &self.create_if_missing)
+            .field("migrate_on_start", &self.migrate_on_start)
+            .finish()
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let settings: Settings = Config::builder()
+            .add_source(File::from_str(DEFAULTS, FileFormat::Toml))
+            .build()
+            .and_then(Config::try_deserialize)
+            .expect("defaults deserialize");
+        settings.validate().expect("defaults are valid");
+        assert_eq!(settings.limits.max_devices_per_group, 20);
+        assert_eq!(settings.limits.max_batch_size, 50);
+    }
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(redact_url("postgres://u:pw@h:5432/d"), "postgres://u:***@h:5432/d");
+        assert_eq!(redact_url("postgres://u@h/d"), "postgres://u@h/d");
+        assert_eq!(redact_url("postgres://h/d"), "postgres://h/d");
+    }
+}

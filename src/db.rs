@@ -1,0 +1,117 @@
+//! Everything that speaks SQL: the pool, the embedded migrations and one repository per table
+//! family. Nothing outside this module writes a query.
+
+pub mod api_keys;
+pub mod health;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::{
+    ConnectOptions, Connection, Executor, PgConnection, PgPool,
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+use crate::config::DatabaseSettings;
+
+/// The numbered migrations in `migrations/`, compiled into the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// SQLSTATE of "database does not exist" and "duplicate database".
+const INVALID_CATALOG_NAME: &str = "3D000";
+const DUPLICATE_DATABASE: &str = "42P04";
+
+/// Connects the pool, first creating the database if it is missing and allowed to.
+pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    let options = connect_options(settings)?;
+    if settings.create_if_missing {
+        ensure_database_exists(&options).await?;
+    }
+    pool_options(settings)
+        .connect_with(options)
+        .await
+        .map_err(|e| unreachable_error(settings, e))
+}
+
+/// Applies every pending migration. Concurrent callers are serialised by sqlx's advisory lock.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR.run(pool).await.context("applying database migrations")
+}
+
+pub fn connect_options(settings: &DatabaseSettings) -> anyhow::Result<PgConnectOptions> {
+    let options: PgConnectOptions = settings
+        .url
+        .parse()
+        .with_context(|| format!("invalid database.url {}", settings.redacted_url()))?;
+    // Statements are logged at debug level with their duration; slow ones at warn.
+    Ok(options
+        .log_statements(tracing::log::LevelFilter::Debug)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500)))
+}
+
+pub fn pool_options(settings: &DatabaseSettings) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .min_connections(settings.min_connections)
+        .max_connections(settings.max_connections)
+        .acquire_timeout(Duration::from_secs(settings.acquire_timeout_secs))
+        .idle_timeout(Some(Duration::from_secs(settings.idle_timeout_secs)))
+}
+
+/// Creates the target database through the server's `postgres` database when it is missing.
+/// Racing creators are fine: "already exists" counts as success.
+async fn ensure_database_exists(options: &PgConnectOptions) -> anyhow::Result<()> {
+    let name = options.get_database().unwrap_or("postgres").to_owned();
+    match PgConnection::connect_with(options).await {
+        Ok(conn) => {
+            conn.close().await.ok();
+            return Ok(());
+        }
+        Err(err) if sqlstate(&err).as_deref() == Some(INVALID_CATALOG_NAME) => {}
+        // Anything else (unreachable server, bad password) is reported by the pool connect.
+        Err(_) => return Ok(()),
+    }
+    let mut admin = PgConnection::connect_with(&options.clone().database("postgres"))
+        .await
+        .with_context(|| format!("database \"{name}\" does not exist and the server's \"postgres\" database is not reachable to create it"))?;
+    let created = admin.execute(format!("CREATE DATABASE {}", quote_ident(&name)).as_str()).await;
+    admin.close().await.ok();
+    match created {
+        Ok(_) => {
+            tracing::info!(database = %name, "created database");
+            Ok(())
+        }
+        Err(err) if sqlstate(&err).as_deref() == Some(DUPLICATE_DATABASE) => Ok(()),
+        Err(err) => Err(anyhow::Error::new(err)
+            .context(format!("database \"{name}\" does not exist and could not be created (does the role have CREATEDB?)"))),
+    }
+}
+
+fn sqlstate(err: &sqlx::Error) -> Option<String> {
+    err.as_database_error().and_then(|db| db.code()).map(|code| code.into_owned())
+}
+
+/// Quotes an SQL identifier: `my"db` → `"my""db"`.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn unreachable_error(settings: &DatabaseSettings, err: sqlx::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "cannot connect to PostgreSQL at {url}: {err}. Start the local server \
+         (`pg_ctlcluster 15 main start`, or `sudo systemctl start postgresql`), or run one with \
+         Docker (`docker compose up -d db`), or point PM__DATABASE__URL at a reachable server.",
+        url = settings.redacted_url()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote_ident;
+
+    #[test]
+    fn quotes_identifiers() {
+        assert_eq!(quote_ident("phone_manager"), "\"phone_manager\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}

@@ -1,0 +1,119 @@
+//! The `api_keys` table. Only hashes and prefixes go in; the hash never comes out.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgExecutor, PgPool};
+
+/// An API key as administrators see it (never the hash).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ApiKeyRecord {
+    pub id: i64,
+    pub prefix: String,
+    pub name: String,
+    pub is_active: bool,
+    pub is_admin: bool,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What authentication needs to know about a valid key.
+#[derive(Debug, Clone)]
+pub struct ActiveKey {
+    pub id: i64,
+    pub name: String,
+    pub prefix: String,
+    pub is_admin: bool,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+pub struct NewKeyRow<'a> {
+    pub hash: &'a str,
+    pub prefix: &'a str,
+    pub name: &'a str,
+    pub is_admin: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+pub async fn insert(db: impl PgExecutor<'_>, key: NewKeyRow<'_>) -> sqlx::Result<ApiKeyRecord> {
+    sqlx::query_as!(
+        ApiKeyRecord,
+        r#"INSERT INTO api_keys (key_hash, key_prefix, name, is_admin, expires_at)
+           VALUES ($1, $2, $3, $4, $5)
+           RETURNING id, key_prefix AS prefix, name, is_active, is_admin, created_at,
+                     last_used_at, expires_at"#,
+        key.hash,
+        key.prefix,
+        key.name,
+        key.is_admin,
+        key.expires_at,
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// The active, unexpired key with this hash. Uses the partial index `idx_api_keys_hash`.
+pub async fn find_active_by_hash(pool: &PgPool, hash: &str) -> sqlx::Result<Option<ActiveKey>> {
+    sqlx::query_as!(
+        ActiveKey,
+        r#"SELECT id, name, key_prefix AS prefix, is_admin, last_used_at, expires_at
+           FROM api_keys
+           WHERE key_hash = $1 AND is_active AND (expires_at IS NULL OR expires_at > now())"#,
+        hash,
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn touch_last_used(pool: &PgPool, id: i64) -> sqlx::Result<()> {
+    sqlx::query!("UPDATE api_keys SET last_used_at = now() WHERE id = $1", id)
+        .execute(pool)
+        .await
+        .map(drop)
+}
+
+pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<ApiKeyRecord>> {
+    sqlx::query_as!(
+        ApiKeyRecord,
+        r#"SELECT id, key_prefix AS prefix, name, is_active, is_admin, created_at, last_used_at,
+                  expires_at
+           FROM api_keys ORDER BY id"#,
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Keys whose prefix starts with `prefix` (an administrator may type fewer than 8 characters).
+pub async fn find_by_prefix(db: impl PgExecutor<'_>, prefix: &str) -> sqlx::Result<Vec<ApiKeyRecord>> {
+    sqlx::query_as!(
+        ApiKeyRecord,
+        r#"SELECT id, key_prefix AS prefix, name, is_active, is_admin, created_at, last_used_at,
+                  expires_at
+           FROM api_keys
+           WHERE starts_with(key_prefix, $1)
+           ORDER BY id"#,
+        prefix,
+    )
+    .fetch_all(db)
+    .await
+}
+
+pub async fn find_by_id(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<ApiKeyRecord>> {
+    sqlx::query_as!(
+        ApiKeyRecord,
+        r#"SELECT id, key_prefix AS prefix, name, is_active, is_admin, created_at, last_used_at,
+                  expires_at
+           FROM api_keys WHERE id = $1"#,
+        id,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Marks the key inactive; returns false when no such key exists.
+pub async fn deactivate(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<bool> {
+    let result = sqlx::query!("UPDATE api_keys SET is_active = false WHERE id = $1", id)
+        .execute(db)
+        .await?;
+    Ok(result.rows_affected() == 1)
+}

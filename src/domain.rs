@@ -1,0 +1,5 @@
+//! The rules of the service: validation, key handling, device and location policies.
+//! No SQL (that is `db`) and no HTTP types (that is `http`).
+
+pub mod api_keys;
+pub mod health;

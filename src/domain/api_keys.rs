@@ -1,0 +1,243 @@
+//! API keys: `pm_` + 45 URL-safe base64 characters from a CSPRNG. Only the SHA-256 hash (hex)
+//! and the first 8 characters (the prefix an administrator sees, e.g. `pm_aBcDe`) are stored.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Duration, Utc};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+
+use crate::{
+    db::{self, api_keys::ApiKeyRecord},
+    error::{ApiError, ApiResult},
+};
+
+pub const KEY_PREFIX: &str = "pm_";
+const RANDOM_CHARS: usize = 45;
+pub const KEY_LEN: usize = KEY_PREFIX.len() + RANDOM_CHARS;
+pub const DISPLAY_PREFIX_LEN: usize = 8;
+/// `last_used_at` is rewritten at most this often per key: one write per key per minute
+/// instead of one per request.
+const LAST_USED_RESOLUTION: Duration = Duration::seconds(60);
+const MAX_NAME_LEN: usize = 100;
+const MAX_EXPIRY_DAYS: u32 = 3650;
+
+/// The caller a request was authenticated as; available to handlers and later middleware.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedKey {
+    pub id: i64,
+    pub name: String,
+    pub prefix: String,
+    pub is_admin: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A freshly generated key: the only moment the plaintext exists.
+#[derive(Debug, serde::Serialize)]
+pub struct IssuedKey {
+    pub id: i64,
+    pub key: String,
+    pub prefix: String,
+    pub name: String,
+    pub is_admin: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Generates a new plaintext key from the thread-local CSPRNG (ChaCha, seeded by the OS).
+pub fn generate_key() -> String {
+    // 34 random bytes encode to 46 characters; the first 45 carry 270 uniformly random bits.
+    let mut bytes = [0u8; 34];
+    rand::fill(&mut bytes);
+    let encoded = URL_SAFE_NO_PAD.encode(bytes);
+    format!("{KEY_PREFIX}{}", &encoded[..RANDOM_CHARS])
+}
+
+/// Lower-case hex SHA-256 of the key, as stored in `api_keys.key_hash`.
+pub fn hash_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+pub fn display_prefix(key: &str) -> &str {
+    &key[..DISPLAY_PREFIX_LEN]
+}
+
+/// Cheap shape check so that garbage never costs a database round trip.
+pub fn looks_like_key(candidate: &str) -> bool {
+    candidate.len() == KEY_LEN
+        && candidate.starts_with(KEY_PREFIX)
+        && candidate[KEY_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Resolves an `X-API-Key` header value to an active, unexpired key, or `Unauthorized`.
+pub async fn authenticate(pool: &PgPool, presented: Option<&str>) -> ApiResult<AuthenticatedKey> {
+    let key = presented.map(str::trim).filter(|k| looks_like_key(k)).ok_or(ApiError::Unauthorized)?;
+    let found = db::api_keys::find_active_by_hash(pool, &hash_key(key))
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    let stale = found.last_used_at.is_none_or(|at| Utc::now() - at >= LAST_USED_RESOLUTION);
+    if stale {
+        // Off the request path: a slow or failed bookkeeping write never delays or fails a call.
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            if let Err(err) = db::api_keys::touch_last_used(&pool, found.id).await {
+                tracing::warn!(error = %err, key_id = found.id, "could not record key use");
+            }
+        });
+    }
+    Ok(AuthenticatedKey {
+        id: found.id,
+        name: found.name,
+        prefix: found.prefix,
+        is_admin: found.is_admin,
+        expires_at: found.expires_at,
+    })
+}
+
+/// Creates and stores a new key; returns it with its plaintext, shown this once.
+pub async fn create(
+    pool: &PgPool,
+    name: &str,
+    is_admin: bool,
+    expires_in_days: Option<u32>,
+) -> ApiResult<IssuedKey> {
+    let name = validate_name(name)?;
+    let expires_at = expiry(expires_in_days)?;
+    let mut tx = pool.begin().await?;
+    let issued = insert_new(&mut tx, name, is_admin, expires_at).await?;
+    tx.commit().await?;
+    Ok(issued)
+}
+
+pub async fn list(pool: &PgPool) -> ApiResult<Vec<ApiKeyRecord>> {
+    Ok(db::api_keys::list(pool).await?)
+}
+
+/// How an administrator names an existing key.
+#[derive(Debug, Clone)]
+pub enum KeySelector {
+    Prefix(String),
+    Id(i64),
+}
+
+/// Deactivates the selected key and issues a new one with the same name and role, atomically.
+pub async fn rotate(pool: &PgPool, selector: &KeySelector) -> ApiResult<(ApiKeyRecord, IssuedKey)> {
+    let mut tx = pool.begin().await?;
+    let old = resolve(&mut *tx, selector).await?;
+    if !old.is_active {
+        return Err(ApiError::Conflict(format!(
+            "key {} ({}) is already inactive; create a new key instead",
+            old.prefix, old.name
+        )));
+    }
+    db::api_keys::deactivate(&mut *tx, old.id).await?;
+    let expires_at = old.expires_at.filter(|at| *at > Utc::now());
+    let issued = insert_new(&mut tx, &old.name, old.is_admin, expires_at).await?;
+    tx.commit().await?;
+    Ok((old, issued))
+}
+
+/// Deactivates the selected key. Deactivating an inactive key is a no-op, so re-running is safe.
+pub async fn deactivate(pool: &PgPool, selector: &KeySelector) -> ApiResult<ApiKeyRecord> {
+    let mut tx = pool.begin().await?;
+    let mut key = resolve(&mut *tx, selector).await?;
+    db::api_keys::deactivate(&mut *tx, key.id).await?;
+    tx.commit().await?;
+    key.is_active = false;
+    Ok(key)
+}
+
+async fn resolve(db: &mut sqlx::PgConnection, selector: &KeySelector) -> ApiResult<ApiKeyRecord> {
+    match selector {
+        KeySelector::Id(id) => db::api_keys::find_by_id(db, *id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no API key with id {id}"))),
+        KeySelector::Prefix(prefix) => {
+            if prefix.len() < 4 {
+                return Err(ApiError::field("prefix", "give at least 4 characters of the key prefix"));
+            }
+            let mut matches = db::api_keys::find_by_prefix(db, prefix).await?;
+            match matches.len() {
+                0 => Err(ApiError::NotFound(format!("no API key with prefix {prefix}"))),
+                1 => Ok(matches.remove(0)),
+                n => Err(ApiError::Conflict(format!(
+                    "prefix {prefix} matches {n} keys (ids {}); use --id",
+                    matches.iter().map(|k| k.id.to_string()).collect::<Vec<_>>().join(", ")
+                ))),
+            }
+        }
+    }
+}
+
+async fn insert_new(
+    tx: &mut sqlx::PgConnection,
+    name: &str,
+    is_admin: bool,
+    expires_at: Option<DateTime<Utc>>,
+) -> ApiResult<IssuedKey> {
+    let key = generate_key();
+    let hash = hash_key(&key);
+    let row = db::api_keys::NewKeyRow { hash: &hash, prefix: display_prefix(&key), name, is_admin, expires_at };
+    let record = db::api_keys::insert(tx, row).await?;
+    Ok(IssuedKey {
+        id: record.id,
+        key,
+        prefix: record.prefix,
+        name: record.name,
+        is_admin: record.is_admin,
+        expires_at: record.expires_at,
+    })
+}
+
+fn validate_name(name: &str) -> ApiResult<&str> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
+        return Err(ApiError::field("name", format!("must be 1 to {MAX_NAME_LEN} characters")));
+    }
+    Ok(name)
+}
+
+fn expiry(days: Option<u32>) -> ApiResult<Option<DateTime<Utc>>> {
+    match days {
+        None => Ok(None),
+        Some(d) if (1..=MAX_EXPIRY_DAYS).contains(&d) => Ok(Some(Utc::now() + Duration::days(d.into()))),
+        Some(_) => Err(ApiError::field("expires_in_days", format!("must be between 1 and {MAX_EXPIRY_DAYS}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_have_the_documented_shape() {
+        let key = generate_key();
+        assert_eq!(key.len(), 48);
+        assert!(key.starts_with("pm_"));
+        assert!(looks_like_key(&key), "{key}");
+        assert_eq!(display_prefix(&key).len(), 8);
+        assert_ne!(generate_key(), key);
+    }
+
+    #[test]
+    fn hash_is_hex_sha256() {
+        assert_eq!(hash_key("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn rejects_malformed_keys_without_a_lookup() {
+        assert!(!looks_like_key(""));
+        assert!(!looks_like_key("pm_short"));
+        assert!(!looks_like_key(&format!("xx_{}", "a".repeat(45))));
+        assert!(!looks_like_key(&format!("pm_{}", "a".repeat(44) + "!")));
+        assert!(looks_like_key(&format!("pm_{}", "a-_Z9".repeat(9))));
+    }
+
+    #[test]
+    fn expiry_is_bounded() {
+        assert!(expiry(None).unwrap().is_none());
+        assert!(expiry(Some(1)).unwrap().is_some());
+        assert!(expiry(Some(0)).is_err());
+        assert!(expiry(Some(MAX_EXPIRY_DAYS + 1)).is_err());
+    }
+}

@@ -1,0 +1,31 @@
+//! Health of the service's dependencies, as probes and dashboards want it.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use crate::db;
+
+/// A probe gives up after this long: a hung database must not hang the orchestrator's probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+pub struct DatabaseHealth {
+    pub connected: bool,
+    pub latency_ms: Option<f64>,
+    pub error: Option<String>,
+}
+
+pub async fn database(pool: &PgPool) -> DatabaseHealth {
+    match db::health::ping(pool, PROBE_TIMEOUT).await {
+        Ok(latency) => DatabaseHealth {
+            connected: true,
+            latency_ms: Some((latency.as_secs_f64() * 1000.0 * 100.0).round() / 100.0),
+            error: None,
+        },
+        Err(reason) => {
+            tracing::warn!(%reason, "database health check failed");
+            DatabaseHealth { connected: false, latency_ms: None, error: Some("database unreachable".into()) }
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! The one error type of the service and its JSON envelope
+//! `{"error": "<code>", "message": "<text>", "details": [{"field", "message"}]}`.
+//!
+//! Every failure, from a handler, an extractor, a middleware or axum itself, leaves the service
+//! through [`ApiError::into_response`]. 5xx bodies say nothing internal: the cause is logged.
+
+use axum::{
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// One invalid input field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(example = json!({"field": "latitude", "message": "must be between -90 and 90"}))]
+pub struct FieldError {
+    /// Path of the field in the request: `latitude`, `locations[3].latitude`, `group_id` (query).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+/// The error envelope returned with every 4xx and 5xx response.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "error": "validation_error",
+    "message": "Request validation failed",
+    "details": [{"field": "latitude", "message": "must be between -90 and 90"}]
+}))]
+pub struct ErrorBody {
+    /// Machine-readable code: `validation_error`, `unauthorized`, `forbidden`, `not_found`,
+    /// `method_not_allowed`, `conflict`, `payload_too_large`, `idempotency_key_reused`,
+    /// `rate_limit_exceeded`, `service_unavailable` or `internal_error`.
+    pub error: &'static str,
+    /// Human-readable explanation.
+    pub message: String,
+    /// Field-level problems; present (and non-empty) on validation errors only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<FieldError>,
+    /// Seconds until the client may retry; present on 429 only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    Validation { message: String, details: Vec<FieldError> },
+    #[error("Invalid or missing API key")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("Method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("Request body exceeds the limit of {limit_bytes} bytes")]
+    PayloadTooLarge { limit_bytes: usize },
+    #[error("{0}")]
+    IdempotencyKeyReused(String),
+    #[error("Rate limit of {limit} exceeded")]
+    RateLimited { limit: String, retry_after: u64 },
+    #[error("{0}")]
+    ServiceUnavailable(String),
+    /// Anything unexpected. The cause is logged, never sent.
+    #[error("internal error: {0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// A validation error with one field problem.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::invalid(vec![FieldError::new(field, message)])
+    }
+
+    /// A validation error listing every field problem found.
+    pub fn invalid(details: Vec<FieldError>) -> Self {
+        Self::Validation { message: "Request validation failed".into(), details }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Validation { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Validation { .. } => "validation_error",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Conflict(_) => "conflict",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::IdempotencyKeyReused(_) => "idempotency_key_reused",
+            Self::RateLimited { .. } => "rate_limit_exceeded",
+            Self::ServiceUnavailable(_) => "service_unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    fn body(self) -> ErrorBody {
+        let error = self.code();
+        let (message, details, retry_after) = match self {
+            Self::Validation { message, details } => (message, details, None),
+            Self::RateLimited { ref limit, retry_after } => {
+                (format!("Rate limit of {limit} exceeded"), Vec::new(), Some(retry_after))
+            }
+            Self::Internal(_) => ("An unexpected error occurred".to_owned(), Vec::new(), None),
+            other => (other.to_string(), Vec::new(), None),
+        };
+        ErrorBody { error, message, details, retry_after }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            Self::Internal(cause) => tracing::error!(error = %format!("{cause:#}"), "internal error"),
+            Self::ServiceUnavailable(reason) => tracing::warn!(%reason, "service unavailable"),
+            _ => {}
+        }
+        let retry_after = match &self {
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
+        let mut response = (status, axum::Json(self.body())).into_response();
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// Database failures: an unreachable or exhausted database is a 503 the client may retry;
+/// anything else is a bug or an outage we must not describe to the client.
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+                tracing::warn!(error = %err, "database unavailable");
+                Self::ServiceUnavailable("The database is temporarily unavailable".into())
+            }
+            other => Self::Internal(anyhow::Error::new(other).context("database error")),
+        }
+    }
+}
+
+/// Maps a named PostgreSQL constraint violation to a precise client error, so a rule enforced
+/// by the schema still answers with a 400/409 instead of a 500.
+pub trait ResultExt<T> {
+    fn on_constraint(self, name: &str, map: impl FnOnce() -> ApiError) -> ApiResult<T>;
+}
+
+impl<T> ResultExt<T> for Result<T, sqlx::Error> {
+    fn on_constraint(self, name: &str, map: impl FnOnce() -> ApiError) -> ApiResult<T> {
+        self.map_err(|err| {
+            let violated = err.as_database_error().and_then(|db| db.constraint());
+            if violated == Some(name) { map() } else { err.into() }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_json(err: ApiError) -> serde_json::Value {
+        serde_json::to_value(err.body()).unwrap()
+    }
+
+    #[test]
+    fn envelope_omits_empty_details() {
+        assert_eq!(
+            body_json(ApiError::Unauthorized),
+            serde_json::json!({"error": "unauthorized", "message": "Invalid or missing API key"})
+        );
+    }
+
+    #[test]
+    fn internal_errors_reveal_nothing() {
+        let err = ApiError::Internal(anyhow::anyhow!("password authentication failed for user x"));
+        assert_eq!(
+            body_json(err),
+            serde_json::json!({"error": "internal_error", "message": "An unexpected error occurred"})
+        );
+    }
+
+    #[test]
+    fn rate_limit_carries_retry_after() {
+        let err = ApiError::RateLimited { limit: "100 requests/minute".into(), retry_after: 45 };
+        assert_eq!(
+            body_json(err),
+            serde_json::json!({
+                "error": "rate_limit_exceeded",
+                "message": "Rate limit of 100 requests/minute exceeded",
+                "retry_after": 45
+            })
+        );
+    }
+}

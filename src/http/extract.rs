@@ -1,0 +1,231 @@
+//! Extractors whose rejections are our own [`ApiError`], so a malformed body, query or path
+//! gets the same JSON envelope as every other error, with the offending field named.
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, Path, Request, rejection::PathRejection},
+    http::{StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::{
+    domain::api_keys::AuthenticatedKey,
+    error::{ApiError, FieldError},
+};
+
+/// JSON request body / response. Requires `Content-Type: application/json`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for AppJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !has_json_content_type(&req) {
+            return Err(ApiError::Validation {
+                message: "Expected a JSON body with Content-Type: application/json".into(),
+                details: vec![FieldError::new("Content-Type", "must be application/json")],
+            });
+        }
+        let limit_bytes = body_limit(&req);
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge { limit_bytes }
+            } else {
+                ApiError::field("body", rejection.body_text())
+            }
+        })?;
+        parse_json(&bytes).map(AppJson)
+    }
+}
+
+impl<T: Serialize> IntoResponse for AppJson<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// The body limit in force for this request, for the 413 message (set by `http::app`).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+fn body_limit(req: &Request) -> usize {
+    req.extensions().get::<BodyLimit>().map_or(0, |limit| limit.0)
+}
+
+fn has_json_content_type(req: &Request) -> bool {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mime = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+/// Deserializes JSON, naming the field that failed: `latitude`, `locations[3].latitude`.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => field_error(&path, &inner.to_string()),
+            _ => ApiError::Validation {
+                message: "Request body is not valid JSON".into(),
+                details: vec![FieldError::new("body", inner.to_string())],
+            },
+        }
+    })?;
+    deserializer.end().map_err(|err| ApiError::Validation {
+        message: "Request body is not valid JSON".into(),
+        details: vec![FieldError::new("body", err.to_string())],
+    })?;
+    Ok(value)
+}
+
+/// Turns a serde message into a field error. serde reports a missing field at its parent
+/// (`missing field \`latitude\``), so the name is taken from the message.
+fn field_error(path: &str, message: &str) -> ApiError {
+    // serde_json appends " at line L column C" to data errors; clients don't need it.
+    let message = message.split(" at line ").next().unwrap_or(message);
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'));
+    let field = match (missing, path) {
+        (Some(name), "." | "") => name.to_owned(),
+        (Some(name), parent) => format!("{parent}.{name}"),
+        (None, "." | "") => "body".to_owned(),
+        (None, path) => path.to_owned(),
+    };
+    let message = if missing.is_some() { "is required".to_owned() } else { message.to_owned() };
+    ApiError::field(field, message)
+}
+
+/// Query string, parsed with the same field-naming errors as bodies.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for AppQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer).map(AppQuery).map_err(|err| {
+            let path = err.path().to_string();
+            field_error(&path, &err.into_inner().to_string())
+        })
+    }
+}
+
+/// Path parameters; a malformed one (e.g. a device id that is not a UUID) is a 400.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for AppPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(AppPath(value)),
+            Err(PathRejection::FailedToDeserializePathParams(err)) => {
+                use axum::extract::path::ErrorKind;
+                Err(match err.into_kind() {
+                    ErrorKind::ParseErrorAtKey { key, value, expected_type } => {
+                        ApiError::field(key, format!("{value:?} is not a valid {}", friendly_type(expected_type)))
+                    }
+                    ErrorKind::ParseError { value, expected_type } => {
+                        ApiError::field("path", format!("{value:?} is not a valid {}", friendly_type(expected_type)))
+                    }
+                    other => ApiError::field("path", other.to_string()),
+                })
+            }
+            Err(other) => Err(ApiError::field("path", other.body_text())),
+        }
+    }
+}
+
+fn friendly_type(rust_type: &str) -> &str {
+    match rust_type.rsplit("::").next().unwrap_or(rust_type) {
+        "Uuid" => "UUID",
+        "i64" | "i32" | "u32" | "u64" => "integer",
+        other => other,
+    }
+}
+
+/// The authenticated caller. Only routes behind the auth middleware may use it; anywhere else
+/// it answers 401, which keeps a forgotten layer from silently serving anonymous callers.
+#[derive(Debug, Clone)]
+pub struct AuthKey(pub AuthenticatedKey);
+
+impl<S: Send + Sync> FromRequestParts<S> for AuthKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<AuthenticatedKey>()
+            .cloned()
+            .map(AuthKey)
+            .ok_or(ApiError::Unauthorized)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Point {
+        latitude: f64,
+        inner: Option<Vec<Inner>>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Inner {
+        value: u8,
+    }
+
+    fn details(err: ApiError) -> Vec<FieldError> {
+        match err {
+            ApiError::Validation { details, .. } => details,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_missing_fields() {
+        let err = parse_json::<Point>(br#"{}"#).unwrap_err();
+        assert_eq!(details(err), vec![FieldError::new("latitude", "is required")]);
+    }
+
+    #[test]
+    fn names_nested_fields_with_wrong_types() {
+        let err = parse_json::<Point>(br#"{"latitude": 1, "inner": [{"value": 1}, {"value": "x"}]}"#).unwrap_err();
+        let details = details(err);
+        assert_eq!(details[0].field, "inner[1].value");
+        assert!(details[0].message.starts_with("invalid type: string \"x\""), "{details:?}");
+    }
+
+    #[test]
+    fn reports_syntax_errors_on_the_body() {
+        let err = parse_json::<Point>(br#"{"latitude": "#).unwrap_err();
+        assert_eq!(details(err)[0].field, "body");
+        let err = parse_json::<Point>(br#"{"latitude": 1} trailing"#).unwrap_err();
+        assert_eq!(details(err)[0].field, "body");
+    }
+}

@@ -1,0 +1,3 @@
+pub mod auth;
+pub mod errors;
+pub mod request_log;

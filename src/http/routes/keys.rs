@@ -1,0 +1,52 @@
+//! The caller's own API key: lets a client check its key before doing real work.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    http::extract::{AppJson, AuthKey},
+    openapi::{responses, tags},
+    state::AppState,
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(get_current_key))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 7, "prefix": "pm_aBcDe", "name": "Android app", "is_admin": false, "expires_at": null
+}))]
+pub struct CurrentKeyResponse {
+    pub id: i64,
+    /// First 8 characters of the key, as `phone-manager keys list` shows them.
+    pub prefix: String,
+    pub name: String,
+    /// Admin keys may also call `/api/v1/admin/*`.
+    pub is_admin: bool,
+    /// When the key stops working; null when it never expires.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Describes the API key the request was made with (never the key itself).
+#[utoipa::path(
+    get,
+    path = "/keys/current",
+    tag = tags::KEYS,
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The calling key", body = CurrentKeyResponse),
+        (status = 401, response = responses::Unauthorized),
+    )
+)]
+pub async fn get_current_key(AuthKey(key): AuthKey) -> AppJson<CurrentKeyResponse> {
+    AppJson(CurrentKeyResponse {
+        id: key.id,
+        prefix: key.prefix,
+        name: key.name,
+        is_admin: key.is_admin,
+        expires_at: key.expires_at,
+    })
+}

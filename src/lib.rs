@@ -1,0 +1,12 @@
+//! Phone Manager backend. Data flows one way: `http` → `domain` → `db`.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod openapi;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
