@@ -36,7 +36,10 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
 
 /// Applies every pending migration. Concurrent callers are serialised by sqlx's advisory lock.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR.run(pool).await.context("applying database migrations")
+    MIGRATOR
+        .run(pool)
+        .await
+        .context("applying database migrations")
 }
 
 pub fn connect_options(settings: &DatabaseSettings) -> anyhow::Result<PgConnectOptions> {
@@ -74,7 +77,9 @@ async fn ensure_database_exists(options: &PgConnectOptions) -> anyhow::Result<()
     let mut admin = PgConnection::connect_with(&options.clone().database("postgres"))
         .await
         .with_context(|| format!("database \"{name}\" does not exist and the server's \"postgres\" database is not reachable to create it"))?;
-    let created = admin.execute(format!("CREATE DATABASE {}", quote_ident(&name)).as_str()).await;
+    let created = admin
+        .execute(format!("CREATE DATABASE {}", quote_ident(&name)).as_str())
+        .await;
     admin.close().await.ok();
     match created {
         Ok(_) => {
@@ -88,7 +93,9 @@ async fn ensure_database_exists(options: &PgConnectOptions) -> anyhow::Result<()
 }
 
 fn sqlstate(err: &sqlx::Error) -> Option<String> {
-    err.as_database_error().and_then(|db| db.code()).map(|code| code.into_owned())
+    err.as_database_error()
+        .and_then(|db| db.code())
+        .map(|code| code.into_owned())
 }
 
 /// Quotes an SQL identifier: `my"db` → `"my""db"`.

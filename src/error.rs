@@ -25,7 +25,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -54,7 +57,10 @@ pub struct ErrorBody {
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
-    Validation { message: String, details: Vec<FieldError> },
+    Validation {
+        message: String,
+        details: Vec<FieldError>,
+    },
     #[error("Invalid or missing API key")]
     Unauthorized,
     #[error("{0}")]
@@ -86,7 +92,10 @@ impl ApiError {
 
     /// A validation error listing every field problem found.
     pub fn invalid(details: Vec<FieldError>) -> Self {
-        Self::Validation { message: "Request validation failed".into(), details }
+        Self::Validation {
+            message: "Request validation failed".into(),
+            details,
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -125,13 +134,23 @@ impl ApiError {
         let error = self.code();
         let (message, details, retry_after) = match self {
             Self::Validation { message, details } => (message, details, None),
-            Self::RateLimited { ref limit, retry_after } => {
-                (format!("Rate limit of {limit} exceeded"), Vec::new(), Some(retry_after))
-            }
+            Self::RateLimited {
+                ref limit,
+                retry_after,
+            } => (
+                format!("Rate limit of {limit} exceeded"),
+                Vec::new(),
+                Some(retry_after),
+            ),
             Self::Internal(_) => ("An unexpected error occurred".to_owned(), Vec::new(), None),
             other => (other.to_string(), Vec::new(), None),
         };
-        ErrorBody { error, message, details, retry_after }
+        ErrorBody {
+            error,
+            message,
+            details,
+            retry_after,
+        }
     }
 }
 
@@ -139,7 +158,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         match &self {
-            Self::Internal(cause) => tracing::error!(error = %format!("{cause:#}"), "internal error"),
+            Self::Internal(cause) => {
+                tracing::error!(error = %format!("{cause:#}"), "internal error")
+            }
             Self::ServiceUnavailable(reason) => tracing::warn!(%reason, "service unavailable"),
             _ => {}
         }
@@ -149,7 +170,9 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, axum::Json(self.body())).into_response();
         if let Some(seconds) = retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -160,7 +183,10 @@ impl IntoResponse for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         match err {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => {
                 tracing::warn!(error = %err, "database unavailable");
                 Self::ServiceUnavailable("The database is temporarily unavailable".into())
             }
@@ -179,7 +205,11 @@ impl<T> ResultExt<T> for Result<T, sqlx::Error> {
     fn on_constraint(self, name: &str, map: impl FnOnce() -> ApiError) -> ApiResult<T> {
         self.map_err(|err| {
             let violated = err.as_database_error().and_then(|db| db.constraint());
-            if violated == Some(name) { map() } else { err.into() }
+            if violated == Some(name) {
+                map()
+            } else {
+                err.into()
+            }
         })
     }
 }
@@ -211,7 +241,10 @@ mod tests {
 
     #[test]
     fn rate_limit_carries_retry_after() {
-        let err = ApiError::RateLimited { limit: "100 requests/minute".into(), retry_after: 45 };
+        let err = ApiError::RateLimited {
+            limit: "100 requests/minute".into(),
+            retry_after: 45,
+        };
         assert_eq!(
             body_json(err),
             serde_json::json!({

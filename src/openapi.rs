@@ -129,7 +129,9 @@ pub fn spec() -> utoipa::openapi::OpenApi {
 
 /// The document as committed in `openapi/v1.json`: pretty JSON and a final newline.
 pub fn spec_json() -> String {
-    let mut json = spec().to_pretty_json().expect("the OpenAPI document serializes");
+    let mut json = spec()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes");
     json.push('\n');
     json
 }

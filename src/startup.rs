@@ -32,11 +32,19 @@ impl Application {
         let listener = TcpListener::bind(&address)
             .await
             .with_context(|| format!("cannot listen on {address}"))?;
-        Ok(Self { listener, state: AppState { pool, settings: Arc::new(settings) } })
+        Ok(Self {
+            listener,
+            state: AppState {
+                pool,
+                settings: Arc::new(settings),
+            },
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn port(&self) -> u16 {
@@ -49,7 +57,10 @@ impl Application {
 
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
     /// within the configured grace period, and closes the pool.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let grace = self.state.settings.server.shutdown_grace();
         let pool = self.state.pool.clone();
         let app = http::app(self.state);
@@ -57,12 +68,18 @@ impl Application {
 
         let stopping = Arc::new(tokio::sync::Notify::new());
         let notify = stopping.clone();
-        let server = axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new connections");
-                notify.notify_one();
-            });
+        let server = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!(
+                grace_secs = grace.as_secs(),
+                "shutting down: no new connections"
+            );
+            notify.notify_one();
+        });
         let deadline = async {
             stopping.notified().await;
             tokio::time::sleep(grace).await;

@@ -84,7 +84,10 @@ pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<ApiKeyRecord>> {
 }
 
 /// Keys whose prefix starts with `prefix` (an administrator may type fewer than 8 characters).
-pub async fn find_by_prefix(db: impl PgExecutor<'_>, prefix: &str) -> sqlx::Result<Vec<ApiKeyRecord>> {
+pub async fn find_by_prefix(
+    db: impl PgExecutor<'_>,
+    prefix: &str,
+) -> sqlx::Result<Vec<ApiKeyRecord>> {
     sqlx::query_as!(
         ApiKeyRecord,
         r#"SELECT id, key_prefix AS prefix, name, is_active, is_admin, created_at, last_used_at,

@@ -55,14 +55,25 @@ impl<T: Serialize> IntoResponse for AppJson<T> {
 pub struct BodyLimit(pub usize);
 
 fn body_limit(req: &Request) -> usize {
-    req.extensions().get::<BodyLimit>().map_or(0, |limit| limit.0)
+    req.extensions()
+        .get::<BodyLimit>()
+        .map_or(0, |limit| limit.0)
 }
 
 fn has_json_content_type(req: &Request) -> bool {
-    let Some(value) = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let mime = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let mime = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
@@ -101,7 +112,11 @@ fn field_error(path: &str, message: &str) -> ApiError {
         (None, "." | "") => "body".to_owned(),
         (None, path) => path.to_owned(),
     };
-    let message = if missing.is_some() { "is required".to_owned() } else { message.to_owned() };
+    let message = if missing.is_some() {
+        "is required".to_owned()
+    } else {
+        message.to_owned()
+    };
     ApiError::field(field, message)
 }
 
@@ -118,11 +133,14 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
-        let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(deserializer).map(AppQuery).map_err(|err| {
-            let path = err.path().to_string();
-            field_error(&path, &err.into_inner().to_string())
-        })
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(AppQuery)
+            .map_err(|err| {
+                let path = err.path().to_string();
+                field_error(&path, &err.into_inner().to_string())
+            })
     }
 }
 
@@ -143,12 +161,21 @@ where
             Err(PathRejection::FailedToDeserializePathParams(err)) => {
                 use axum::extract::path::ErrorKind;
                 Err(match err.into_kind() {
-                    ErrorKind::ParseErrorAtKey { key, value, expected_type } => {
-                        ApiError::field(key, format!("{value:?} is not a valid {}", friendly_type(expected_type)))
-                    }
-                    ErrorKind::ParseError { value, expected_type } => {
-                        ApiError::field("path", format!("{value:?} is not a valid {}", friendly_type(expected_type)))
-                    }
+                    ErrorKind::ParseErrorAtKey {
+                        key,
+                        value,
+                        expected_type,
+                    } => ApiError::field(
+                        key,
+                        format!("{value:?} is not a valid {}", friendly_type(expected_type)),
+                    ),
+                    ErrorKind::ParseError {
+                        value,
+                        expected_type,
+                    } => ApiError::field(
+                        "path",
+                        format!("{value:?} is not a valid {}", friendly_type(expected_type)),
+                    ),
                     other => ApiError::field("path", other.to_string()),
                 })
             }
@@ -210,15 +237,23 @@ mod tests {
     #[test]
     fn names_missing_fields() {
         let err = parse_json::<Point>(br#"{}"#).unwrap_err();
-        assert_eq!(details(err), vec![FieldError::new("latitude", "is required")]);
+        assert_eq!(
+            details(err),
+            vec![FieldError::new("latitude", "is required")]
+        );
     }
 
     #[test]
     fn names_nested_fields_with_wrong_types() {
-        let err = parse_json::<Point>(br#"{"latitude": 1, "inner": [{"value": 1}, {"value": "x"}]}"#).unwrap_err();
+        let err =
+            parse_json::<Point>(br#"{"latitude": 1, "inner": [{"value": 1}, {"value": "x"}]}"#)
+                .unwrap_err();
         let details = details(err);
         assert_eq!(details[0].field, "inner[1].value");
-        assert!(details[0].message.starts_with("invalid type: string \"x\""), "{details:?}");
+        assert!(
+            details[0].message.starts_with("invalid type: string \"x\""),
+            "{details:?}"
+        );
     }
 
     #[test]

@@ -18,7 +18,10 @@ pub fn make_span(request: &Request) -> Span {
         .unwrap_or("-");
     // The route template (`/api/v1/devices/{device_id}`) keeps dashboards' cardinality bounded;
     // the raw path is what a developer greps for.
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
     tracing::info_span!(
         "http_request",
         method = %request.method(),

@@ -1,0 +1,128 @@
+use chrono::{Duration, Utc};
+use phone_manager::domain::api_keys;
+use reqwest::StatusCode;
+
+use crate::helpers::{TestApp, assert_error, json_body};
+
+const PROTECTED: &str = "/api/v1/keys/current";
+
+async fn assert_unauthorized(app: &TestApp, key: Option<&str>) {
+    let mut request = app.client.get(app.url(PROTECTED));
+    if let Some(key) = key {
+        request = request.header("X-API-Key", key);
+    }
+    let body = assert_error(
+        request.send().await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    assert_eq!(
+        body,
+        serde_json::json!({"error": "unauthorized", "message": "Invalid or missing API key"})
+    );
+}
+
+#[tokio::test]
+async fn a_valid_key_is_accepted_and_described() {
+    let app = TestApp::spawn().await;
+    let key = app.create_key(false).await;
+    let response = app.get_with_key(PROTECTED, &key.key).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = json_body(response).await;
+    assert_eq!(body["id"], key.id);
+    assert_eq!(body["prefix"], key.prefix);
+    assert_eq!(body["is_admin"], false);
+    assert!(
+        !body.to_string().contains(&key.key),
+        "the key itself is never echoed"
+    );
+}
+
+#[tokio::test]
+async fn missing_malformed_and_unknown_keys_get_401() {
+    let app = TestApp::spawn().await;
+    assert_unauthorized(&app, None).await;
+    assert_unauthorized(&app, Some("")).await;
+    assert_unauthorized(&app, Some("not-a-key")).await;
+    // Well-formed but never issued.
+    assert_unauthorized(&app, Some(&api_keys::generate_key())).await;
+}
+
+#[tokio::test]
+async fn inactive_keys_get_401() {
+    let app = TestApp::spawn().await;
+    let key = app.create_key(false).await;
+    assert_eq!(
+        app.get_with_key(PROTECTED, &key.key).await.status(),
+        StatusCode::OK
+    );
+    api_keys::deactivate(&app.pool, &api_keys::KeySelector::Id(key.id))
+        .await
+        .unwrap();
+    assert_unauthorized(&app, Some(&key.key)).await;
+}
+
+#[tokio::test]
+async fn expired_keys_get_401() {
+    let app = TestApp::spawn().await;
+    let key = app.create_key(false).await;
+    sqlx::query("UPDATE api_keys SET expires_at = $1 WHERE id = $2")
+        .bind(Utc::now() - Duration::seconds(1))
+        .bind(key.id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_unauthorized(&app, Some(&key.key)).await;
+}
+
+#[tokio::test]
+async fn a_key_that_has_not_expired_yet_is_accepted() {
+    let app = TestApp::spawn().await;
+    let key = api_keys::create(&app.pool, "temporary", false, Some(1))
+        .await
+        .unwrap();
+    let body = json_body(app.get_with_key(PROTECTED, &key.key).await).await;
+    assert!(body["expires_at"].as_str().is_some(), "{body}");
+}
+
+#[tokio::test]
+async fn using_a_key_records_last_used_at() {
+    let app = TestApp::spawn().await;
+    let key = app.create_key(false).await;
+    assert_eq!(
+        app.get_with_key(PROTECTED, &key.key).await.status(),
+        StatusCode::OK
+    );
+    // Recorded off the request path: poll briefly.
+    let mut last_used = None;
+    for _ in 0..50 {
+        last_used = sqlx::query_scalar::<_, Option<chrono::DateTime<Utc>>>(
+            "SELECT last_used_at FROM api_keys WHERE id = $1",
+        )
+        .bind(key.id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if last_used.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let last_used = last_used.expect("last_used_at is set after a request");
+    assert!(Utc::now() - last_used < Duration::seconds(30));
+}
+
+#[tokio::test]
+async fn public_endpoints_need_no_key() {
+    let app = TestApp::spawn().await;
+    for path in [
+        "/api/health",
+        "/api/health/live",
+        "/api/health/ready",
+        "/api-docs/openapi.json",
+        "/docs/",
+    ] {
+        assert_eq!(app.get(path).await.status(), StatusCode::OK, "{path}");
+    }
+}

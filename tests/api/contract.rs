@@ -1,0 +1,67 @@
+//! The contract: the document the code generates must equal the committed `openapi/v1.json`
+//! and the insta snapshot. Pure: no server, no database.
+//!
+//! To accept a change: `scripts/update-openapi.sh` (rewrites both), then review the diff.
+
+use phone_manager::openapi;
+
+const COMMITTED: &str = "openapi/v1.json";
+const REGENERATE: &str = "scripts/update-openapi.sh";
+
+#[test]
+fn committed_openapi_document_is_current() {
+    let generated = openapi::spec_json();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/v1.json");
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(path, &generated).expect("write openapi/v1.json");
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{COMMITTED} differs from the document the code generates.\nRegenerate it (and the snapshot) with: {REGENERATE}"
+    );
+}
+
+#[test]
+fn openapi_snapshot() {
+    let spec: serde_json::Value = serde_json::from_str(&openapi::spec_json()).unwrap();
+    insta::with_settings!({
+        snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"),
+        prepend_module_to_snapshot => false,
+        description => format!("Regenerate with {REGENERATE}"),
+    }, {
+        insta::assert_json_snapshot!("openapi_v1", spec);
+    });
+}
+
+#[test]
+fn every_authenticated_operation_declares_the_key_and_its_errors() {
+    let spec: serde_json::Value = serde_json::from_str(&openapi::spec_json()).unwrap();
+    let paths = spec["paths"].as_object().unwrap();
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = operation["responses"].as_object().unwrap();
+            assert!(
+                operation["description"].is_string() || operation["summary"].is_string(),
+                "{method} {path}: described"
+            );
+            for (status, response) in responses {
+                assert!(
+                    response.get("description").is_some() || response.get("$ref").is_some(),
+                    "{method} {path} {status}"
+                );
+            }
+            if path.starts_with("/api/v1/") {
+                assert_eq!(
+                    operation["security"],
+                    serde_json::json!([{"api_key": []}]),
+                    "{method} {path}: X-API-Key"
+                );
+                assert!(
+                    responses.contains_key("401"),
+                    "{method} {path}: documents 401"
+                );
+            }
+        }
+    }
+}

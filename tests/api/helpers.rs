@@ -1,0 +1,331 @@
+//! `TestApp::spawn()`: the real server on 127.0.0.1:0 against a fresh database of its own.
+//!
+//! The PostgreSQL server comes from `DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). Each test database is a copy of a template
+//! that is migrated once per migration set, so a test costs one `CREATE DATABASE … TEMPLATE`.
+//! Databases are dropped when the `TestApp` is.
+
+use std::{net::SocketAddr, time::Duration};
+
+use phone_manager::{
+    config::Settings,
+    db,
+    domain::api_keys::{self, IssuedKey},
+    startup::Application,
+};
+use reqwest::{Response, StatusCode};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use tokio::{net::TcpListener, sync::OnceCell, task::JoinHandle};
+
+pub const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// URL of the PostgreSQL server's maintenance database that tests create databases through.
+pub fn server_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_SERVER_URL.to_owned())
+}
+
+/// The same server URL pointing at another database (query parameters kept).
+pub fn database_url(name: &str) -> String {
+    let url = server_url();
+    let (path, query) = url
+        .split_once('?')
+        .map_or((url.as_str(), None), |(p, q)| (p, Some(q)));
+    let base = path.rsplit_once('/').map_or(path, |(base, _)| base);
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+
+/// Name of a migrated template database, created once per migration set. Test binaries run
+/// in parallel, so creation is serialised by an advisory lock and published by a rename.
+async fn template_database() -> &'static str {
+    TEMPLATE
+        .get_or_init(|| async {
+            let mut hasher = Sha256::new();
+            for migration in db::MIGRATOR.iter() {
+                hasher.update(&migration.checksum);
+            }
+            let name = format!("pm_test_template_{}", &hex::encode(hasher.finalize())[..16]);
+            let mut admin = PgConnection::connect(&server_url())
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "tests need PostgreSQL at {} (set DATABASE_URL): {e}",
+                        server_url()
+                    )
+                });
+            admin
+                .execute("SELECT pg_advisory_lock(72390811)")
+                .await
+                .expect("advisory lock");
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                    .bind(&name)
+                    .fetch_one(&mut admin)
+                    .await
+                    .expect("look up template");
+            if !exists {
+                let building = format!("{name}_building");
+                admin
+                    .execute(format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)").as_str())
+                    .await
+                    .unwrap();
+                admin
+                    .execute(format!("CREATE DATABASE {building}").as_str())
+                    .await
+                    .unwrap();
+                let pool = PgPool::connect(&database_url(&building))
+                    .await
+                    .expect("connect to template");
+                db::migrate(&pool).await.expect("migrate template");
+                pool.close().await;
+                admin
+                    .execute(format!("ALTER DATABASE {building} RENAME TO {name}").as_str())
+                    .await
+                    .unwrap();
+            }
+            admin
+                .execute("SELECT pg_advisory_unlock(72390811)")
+                .await
+                .expect("advisory unlock");
+            admin.close().await.ok();
+            name
+        })
+        .await
+}
+
+/// A fresh, migrated database that is dropped with this value.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        let template = template_database().await;
+        let name = format!("pm_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&server_url())
+            .await
+            .expect("connect to server");
+        admin
+            .execute(format!("CREATE DATABASE {name} TEMPLATE {template}").as_str())
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        let url = database_url(&name);
+        Self { name, url }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside a test's runtime, which may be shutting down: use a thread of our own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect(&server_url()).await?;
+                admin
+                    .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                    .await?;
+                admin.close().await
+            })
+        })
+        .join();
+        if let Ok(Err(err)) = dropped {
+            eprintln!("warning: could not drop test database {}: {err}", self.name);
+        }
+    }
+}
+
+/// Settings for a test server: defaults, port 0, quiet logs (`TEST_LOG=debug` to see them).
+pub fn test_settings(database_url: &str) -> Settings {
+    let mut settings = Settings::load().expect("default settings load");
+    settings.server.host = "127.0.0.1".into();
+    settings.server.port = 0;
+    settings.server.shutdown_grace_secs = 5;
+    settings.database.url = database_url.to_owned();
+    settings.database.min_connections = 0;
+    settings.database.max_connections = 5;
+    settings.database.acquire_timeout_secs = 3;
+    if let Ok(level) = std::env::var("TEST_LOG") {
+        settings.logging.level = level;
+        phone_manager::telemetry::init(
+            &settings.logging,
+            phone_manager::telemetry::LogSink::Stderr,
+        );
+    }
+    settings
+}
+
+pub struct TestApp {
+    pub address: String,
+    /// A pool on the test database, for setting up and checking state directly.
+    pub pool: PgPool,
+    pub client: reqwest::Client,
+    pub db: TestDatabase,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Spawns with adjusted settings (limits, timeouts, a database URL through a proxy…).
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> Self {
+        let db = TestDatabase::create().await;
+        let mut settings = test_settings(&db.url);
+        adjust(&mut settings);
+        let app = Application::build(settings)
+            .await
+            .expect("application builds");
+        let port = app.port();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async {
+            let _ = rx.await;
+        }));
+        let pool = PgPool::connect(&db.url).await.expect("test pool");
+        Self {
+            address: format!("http://127.0.0.1:{port}"),
+            pool,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            db,
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get_with_key(&self, path: &str, key: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .header("X-API-Key", key)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Creates an API key directly in the database (the CLI has its own tests).
+    pub async fn create_key(&self, admin: bool) -> IssuedKey {
+        api_keys::create(&self.pool, "test key", admin, None)
+            .await
+            .expect("key created")
+    }
+
+    /// Asks the server to stop and waits for it, as SIGTERM would.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.server.take() {
+            Some(handle) => tokio::time::timeout(Duration::from_secs(15), handle)
+                .await
+                .expect("server stops within its grace period")
+                .expect("server task did not panic"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Reads a JSON body, failing the test with the raw body when it is not JSON.
+pub async fn json_body(response: Response) -> Value {
+    let status = response.status();
+    let text = response.text().await.expect("body read");
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{status}: body is not JSON ({e}): {text}"))
+}
+
+/// Asserts the error envelope: status, `error` code, and that `message` is a non-empty string.
+pub async fn assert_error(response: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(response.status(), status, "unexpected status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(
+        content_type.as_deref(),
+        Some("application/json"),
+        "errors are JSON"
+    );
+    let body = json_body(response).await;
+    assert_eq!(body["error"], code, "error code in {body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "message in {body}"
+    );
+    body
+}
+
+/// A TCP forwarder to PostgreSQL that a test can cut and restore, to see how the service
+/// behaves while its database is unreachable and after it comes back.
+pub struct TcpProxy {
+    pub address: SocketAddr,
+    target: SocketAddr,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        Self {
+            address,
+            target,
+            task: Some(tokio::spawn(Self::forward(listener, target))),
+        }
+    }
+
+    async fn forward(listener: TcpListener, target: SocketAddr) {
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                return;
+            };
+            connections.spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    }
+
+    /// Closes the listener and every open connection: the database "goes away".
+    pub async fn cut(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Listens again on the same port: the database "comes back".
+    pub async fn restore(&mut self) {
+        let listener = TcpListener::bind(self.address)
+            .await
+            .expect("rebind proxy port");
+        self.task = Some(tokio::spawn(Self::forward(listener, self.target)));
+    }
+}

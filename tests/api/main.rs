@@ -1,0 +1,10 @@
+//! Integration tests: the real server over real HTTP against a real PostgreSQL.
+//! One test binary (one link step) with a module per concern.
+
+mod auth;
+mod cli;
+mod contract;
+mod errors;
+mod health;
+mod helpers;
+mod observability;
