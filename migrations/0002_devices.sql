@@ -20,10 +20,11 @@ CREATE TABLE devices (
     CONSTRAINT chk_devices_fcm_token CHECK (fcm_token IS NULL OR char_length(fcm_token) <= 4096)
 );
 
--- The UNIQUE constraint above is idx_devices_device_id's job (lookups by device_id).
--- Group listing and the group-limit count filter on (group_id, active).
+-- The UNIQUE constraint above does idx_devices_device_id's job (lookups by device_id).
+-- Group listing and the group-limit count filter on (group_id, active). architecture.md also
+-- lists a plain (group_id) index: this one's leading column already serves it, so a second
+-- index would only slow writes.
 CREATE INDEX idx_devices_active ON devices (group_id, active);
-CREATE INDEX idx_devices_group_id ON devices (group_id);
 CREATE INDEX idx_devices_fcm_token ON devices (fcm_token) WHERE fcm_token IS NOT NULL;
 
 CREATE TRIGGER trg_devices_updated_at

@@ -5,11 +5,7 @@ pub mod keys;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "phone-manager",
-    version,
-    about = "Phone Manager backend: the HTTP API and its admin tools"
-)]
+#[command(name = "phone-manager", version, about = "Phone Manager backend: the HTTP API and its admin tools")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -93,20 +89,9 @@ mod tests {
     fn rotate_needs_exactly_one_selector() {
         assert!(Cli::try_parse_from(["phone-manager", "keys", "rotate"]).is_err());
         assert!(
-            Cli::try_parse_from([
-                "phone-manager",
-                "keys",
-                "rotate",
-                "--prefix",
-                "pm_a",
-                "--id",
-                "1"
-            ])
-            .is_err()
+            Cli::try_parse_from(["phone-manager", "keys", "rotate", "--prefix", "pm_a", "--id", "1"])
+                .is_err()
         );
-        assert!(
-            Cli::try_parse_from(["phone-manager", "keys", "rotate", "--prefix", "pm_abcde"])
-                .is_ok()
-        );
+        assert!(Cli::try_parse_from(["phone-manager", "keys", "rotate", "--prefix", "pm_abcde"]).is_ok());
     }
 }

@@ -96,8 +96,7 @@ impl Settings {
     /// Loads defaults, `config/local.toml` (from `PM_CONFIG_DIR` or `./config`) and the
     /// environment, then checks every value.
     pub fn load() -> Result<Self, ConfigError> {
-        let dir = std::env::var_os("PM_CONFIG_DIR")
-            .map_or_else(|| PathBuf::from("config"), PathBuf::from);
+        let dir = std::env::var_os("PM_CONFIG_DIR").map_or_else(|| PathBuf::from("config"), PathBuf::from);
         let settings: Settings = Config::builder()
             .add_source(File::from_str(DEFAULTS, FileFormat::Toml))
             .add_source(File::from(dir.join("local.toml")).required(false))
@@ -119,27 +118,17 @@ impl Settings {
     fn validate(&self) -> Result<(), ConfigError> {
         fn at_least(key: &str, value: u64, min: u64) -> Result<(), ConfigError> {
             if value < min {
-                return Err(ConfigError::invalid(
-                    key,
-                    format!("must be at least {min}, got {value}"),
-                ));
+                return Err(ConfigError::invalid(key, format!("must be at least {min}, got {value}")));
             }
             Ok(())
         }
         if self.server.host.trim().is_empty() {
             return Err(ConfigError::invalid("server.host", "must not be empty"));
         }
-        at_least(
-            "server.request_timeout_secs",
-            self.server.request_timeout_secs,
-            1,
-        )?;
+        at_least("server.request_timeout_secs", self.server.request_timeout_secs, 1)?;
         let db = &self.database;
         if !(db.url.starts_with("postgres://") || db.url.starts_with("postgresql://")) {
-            return Err(ConfigError::invalid(
-                "database.url",
-                "must be a postgres:// or postgresql:// URL",
-            ));
+            return Err(ConfigError::invalid("database.url", "must be a postgres:// or postgresql:// URL"));
         }
         db.url
             .parse::<sqlx::postgres::PgConnectOptions>()
@@ -148,50 +137,23 @@ impl Settings {
         if db.min_connections > db.max_connections {
             return Err(ConfigError::invalid(
                 "database.min_connections",
-                format!(
-                    "must not exceed database.max_connections ({})",
-                    db.max_connections
-                ),
+                format!("must not exceed database.max_connections ({})", db.max_connections),
             ));
         }
         at_least("database.acquire_timeout_secs", db.acquire_timeout_secs, 1)?;
         tracing_subscriber::EnvFilter::try_new(&self.logging.level)
             .map_err(|e| ConfigError::invalid("logging.level", e))?;
-        at_least(
-            "security.rate_limit_per_minute",
-            self.security.rate_limit_per_minute.into(),
-            1,
-        )?;
+        at_least("security.rate_limit_per_minute", self.security.rate_limit_per_minute.into(), 1)?;
         at_least(
             "security.admin_rate_limit_per_minute",
             self.security.admin_rate_limit_per_minute.into(),
             1,
         )?;
-        at_least(
-            "security.export_rate_limit_per_hour",
-            self.security.export_rate_limit_per_hour.into(),
-            1,
-        )?;
-        at_least(
-            "limits.max_devices_per_group",
-            self.limits.max_devices_per_group.into(),
-            1,
-        )?;
-        at_least(
-            "limits.max_batch_size",
-            self.limits.max_batch_size.into(),
-            1,
-        )?;
-        at_least(
-            "limits.location_retention_days",
-            self.limits.location_retention_days.into(),
-            1,
-        )?;
-        at_least(
-            "limits.max_body_bytes",
-            self.limits.max_body_bytes as u64,
-            1024,
-        )?;
+        at_least("security.export_rate_limit_per_hour", self.security.export_rate_limit_per_hour.into(), 1)?;
+        at_least("limits.max_devices_per_group", self.limits.max_devices_per_group.into(), 1)?;
+        at_least("limits.max_batch_size", self.limits.max_batch_size.into(), 1)?;
+        at_least("limits.location_retention_days", self.limits.location_retention_days.into(), 1)?;
+        at_least("limits.max_body_bytes", self.limits.max_body_bytes as u64, 1024)?;
         Ok(())
     }
 }
@@ -260,10 +222,7 @@ mod tests {
 
     #[test]
     fn redacts_passwords_only() {
-        assert_eq!(
-            redact_url("postgres://u:pw@h:5432/d"),
-            "postgres://u:***@h:5432/d"
-        );
+        assert_eq!(redact_url("postgres://u:pw@h:5432/d"), "postgres://u:***@h:5432/d");
         assert_eq!(redact_url("postgres://u@h/d"), "postgres://u@h/d");
         assert_eq!(redact_url("postgres://h/d"), "postgres://h/d");
     }

@@ -2,6 +2,7 @@
 //! family. Nothing outside this module writes a query.
 
 pub mod api_keys;
+pub mod devices;
 pub mod health;
 
 use std::time::Duration;
@@ -28,25 +29,17 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
     if settings.create_if_missing {
         ensure_database_exists(&options).await?;
     }
-    pool_options(settings)
-        .connect_with(options)
-        .await
-        .map_err(|e| unreachable_error(settings, e))
+    pool_options(settings).connect_with(options).await.map_err(|e| unreachable_error(settings, e))
 }
 
 /// Applies every pending migration. Concurrent callers are serialised by sqlx's advisory lock.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR
-        .run(pool)
-        .await
-        .context("applying database migrations")
+    MIGRATOR.run(pool).await.context("applying database migrations")
 }
 
 pub fn connect_options(settings: &DatabaseSettings) -> anyhow::Result<PgConnectOptions> {
-    let options: PgConnectOptions = settings
-        .url
-        .parse()
-        .with_context(|| format!("invalid database.url {}", settings.redacted_url()))?;
+    let options: PgConnectOptions =
+        settings.url.parse().with_context(|| format!("invalid database.url {}", settings.redacted_url()))?;
     // Statements are logged at debug level with their duration; slow ones at warn.
     Ok(options
         .log_statements(tracing::log::LevelFilter::Debug)
@@ -77,9 +70,7 @@ async fn ensure_database_exists(options: &PgConnectOptions) -> anyhow::Result<()
     let mut admin = PgConnection::connect_with(&options.clone().database("postgres"))
         .await
         .with_context(|| format!("database \"{name}\" does not exist and the server's \"postgres\" database is not reachable to create it"))?;
-    let created = admin
-        .execute(format!("CREATE DATABASE {}", quote_ident(&name)).as_str())
-        .await;
+    let created = admin.execute(format!("CREATE DATABASE {}", quote_ident(&name)).as_str()).await;
     admin.close().await.ok();
     match created {
         Ok(_) => {
@@ -87,15 +78,14 @@ async fn ensure_database_exists(options: &PgConnectOptions) -> anyhow::Result<()
             Ok(())
         }
         Err(err) if sqlstate(&err).as_deref() == Some(DUPLICATE_DATABASE) => Ok(()),
-        Err(err) => Err(anyhow::Error::new(err)
-            .context(format!("database \"{name}\" does not exist and could not be created (does the role have CREATEDB?)"))),
+        Err(err) => Err(anyhow::Error::new(err).context(format!(
+            "database \"{name}\" does not exist and could not be created (does the role have CREATEDB?)"
+        ))),
     }
 }
 
 fn sqlstate(err: &sqlx::Error) -> Option<String> {
-    err.as_database_error()
-        .and_then(|db| db.code())
-        .map(|code| code.into_owned())
+    err.as_database_error().and_then(|db| db.code()).map(|code| code.into_owned())
 }
 
 /// Quotes an SQL identifier: `my"db` → `"my""db"`.

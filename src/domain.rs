@@ -2,4 +2,5 @@
 //! No SQL (that is `db`) and no HTTP types (that is `http`).
 
 pub mod api_keys;
+pub mod devices;
 pub mod health;

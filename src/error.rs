@@ -25,10 +25,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -57,10 +54,7 @@ pub struct ErrorBody {
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
-    Validation {
-        message: String,
-        details: Vec<FieldError>,
-    },
+    Validation { message: String, details: Vec<FieldError> },
     #[error("Invalid or missing API key")]
     Unauthorized,
     #[error("{0}")]
@@ -92,10 +86,7 @@ impl ApiError {
 
     /// A validation error listing every field problem found.
     pub fn invalid(details: Vec<FieldError>) -> Self {
-        Self::Validation {
-            message: "Request validation failed".into(),
-            details,
-        }
+        Self::Validation { message: "Request validation failed".into(), details }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -134,23 +125,13 @@ impl ApiError {
         let error = self.code();
         let (message, details, retry_after) = match self {
             Self::Validation { message, details } => (message, details, None),
-            Self::RateLimited {
-                ref limit,
-                retry_after,
-            } => (
-                format!("Rate limit of {limit} exceeded"),
-                Vec::new(),
-                Some(retry_after),
-            ),
+            Self::RateLimited { ref limit, retry_after } => {
+                (format!("Rate limit of {limit} exceeded"), Vec::new(), Some(retry_after))
+            }
             Self::Internal(_) => ("An unexpected error occurred".to_owned(), Vec::new(), None),
             other => (other.to_string(), Vec::new(), None),
         };
-        ErrorBody {
-            error,
-            message,
-            details,
-            retry_after,
-        }
+        ErrorBody { error, message, details, retry_after }
     }
 }
 
@@ -170,11 +151,40 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, axum::Json(self.body())).into_response();
         if let Some(seconds) = retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
+    }
+}
+
+/// Every problem `validator` found, flattened to `field` paths like `locations[3].latitude`
+/// and sorted so the order is stable.
+impl From<validator::ValidationErrors> for ApiError {
+    fn from(errors: validator::ValidationErrors) -> Self {
+        let mut details = Vec::new();
+        flatten_validation_errors(&errors, "", &mut details);
+        details.sort_by(|a, b| a.field.cmp(&b.field));
+        Self::invalid(details)
+    }
+}
+
+fn flatten_validation_errors(errors: &validator::ValidationErrors, prefix: &str, out: &mut Vec<FieldError>) {
+    use validator::ValidationErrorsKind;
+    for (field, kind) in errors.errors() {
+        let path = if prefix.is_empty() { field.to_string() } else { format!("{prefix}.{field}") };
+        match kind {
+            ValidationErrorsKind::Field(problems) => out.extend(problems.iter().map(|problem| {
+                let message =
+                    problem.message.as_deref().map_or_else(|| problem.code.to_string(), str::to_owned);
+                FieldError::new(path.clone(), message)
+            })),
+            ValidationErrorsKind::Struct(inner) => flatten_validation_errors(inner, &path, out),
+            ValidationErrorsKind::List(items) => {
+                for (index, inner) in items {
+                    flatten_validation_errors(inner, &format!("{path}[{index}]"), out);
+                }
+            }
+        }
     }
 }
 
@@ -205,11 +215,7 @@ impl<T> ResultExt<T> for Result<T, sqlx::Error> {
     fn on_constraint(self, name: &str, map: impl FnOnce() -> ApiError) -> ApiResult<T> {
         self.map_err(|err| {
             let violated = err.as_database_error().and_then(|db| db.constraint());
-            if violated == Some(name) {
-                map()
-            } else {
-                err.into()
-            }
+            if violated == Some(name) { map() } else { err.into() }
         })
     }
 }
@@ -241,10 +247,7 @@ mod tests {
 
     #[test]
     fn rate_limit_carries_retry_after() {
-        let err = ApiError::RateLimited {
-            limit: "100 requests/minute".into(),
-            retry_after: 45,
-        };
+        let err = ApiError::RateLimited { limit: "100 requests/minute".into(), retry_after: 45 };
         assert_eq!(
             body_json(err),
             serde_json::json!({

@@ -32,7 +32,7 @@ pub const OPENAPI_JSON_PATH: &str = "/api-docs/openapi.json";
 fn routes(
     protect: impl FnOnce(OpenApiRouter<AppState>) -> OpenApiRouter<AppState>,
 ) -> OpenApiRouter<AppState> {
-    let authenticated = OpenApiRouter::new().merge(routes::keys::router());
+    let authenticated = OpenApiRouter::new().merge(routes::devices::router()).merge(routes::keys::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::health::router())
         .nest("/api/v1", protect(authenticated))
@@ -45,8 +45,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
 
 /// The complete service: routes, docs, fallbacks and the middleware stack.
 pub fn app(state: AppState) -> Router {
-    let auth =
-        axum::middleware::from_fn_with_state(state.clone(), middleware::auth::require_api_key);
+    let auth = axum::middleware::from_fn_with_state(state.clone(), middleware::auth::require_api_key);
     let (router, spec) = routes(|router| router.route_layer(auth)).split_for_parts();
     let body_limit = state.settings.limits.max_body_bytes;
     let timeout = state.settings.server.request_timeout();
@@ -69,10 +68,7 @@ pub fn app(state: AppState) -> Router {
                 )
                 .layer(CatchPanicLayer::custom(errors::panic_response))
                 .layer(axum::middleware::map_response(errors::ensure_json_errors))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    timeout,
-                ))
+                .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
                 .layer(Extension(BodyLimit(body_limit)))
                 .layer(DefaultBodyLimit::max(body_limit)),
         )

@@ -25,17 +25,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let sink = if matches!(command, Command::Serve) {
-        LogSink::Stdout
-    } else {
-        LogSink::Stderr
-    };
+    let sink = if matches!(command, Command::Serve) { LogSink::Stdout } else { LogSink::Stderr };
     telemetry::init(&settings.logging, sink);
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -53,12 +46,7 @@ fn main() -> ExitCode {
 
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
-        Command::Serve => {
-            Application::build(settings)
-                .await?
-                .run_until_stopped(shutdown_signal())
-                .await
-        }
+        Command::Serve => Application::build(settings).await?.run_until_stopped(shutdown_signal()).await,
         Command::Migrate => {
             let pool = db::connect(&settings.database).await?;
             db::migrate(&pool).await?;

@@ -10,6 +10,7 @@ use utoipa::{
 use crate::error::{ErrorBody, FieldError};
 
 pub mod tags {
+    pub const DEVICES: &str = "devices";
     pub const HEALTH: &str = "health";
     pub const KEYS: &str = "keys";
 }
@@ -31,6 +32,7 @@ pub mod tags {
     ),
     servers((url = "/", description = "This server")),
     tags(
+        (name = "devices", description = "Device registration and group membership"),
         (name = "health", description = "Liveness, readiness and dependency health; no key needed"),
         (name = "keys", description = "The calling API key"),
     ),
@@ -129,9 +131,7 @@ pub fn spec() -> utoipa::openapi::OpenApi {
 
 /// The document as committed in `openapi/v1.json`: pretty JSON and a final newline.
 pub fn spec_json() -> String {
-    let mut json = spec()
-        .to_pretty_json()
-        .expect("the OpenAPI document serializes");
+    let mut json = spec().to_pretty_json().expect("the OpenAPI document serializes");
     json.push('\n');
     json
 }

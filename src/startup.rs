@@ -29,22 +29,13 @@ impl Application {
     /// Binds with an existing pool (the database must already be migrated).
     pub async fn with_pool(settings: Settings, pool: PgPool) -> anyhow::Result<Self> {
         let address = format!("{}:{}", settings.server.host, settings.server.port);
-        let listener = TcpListener::bind(&address)
-            .await
-            .with_context(|| format!("cannot listen on {address}"))?;
-        Ok(Self {
-            listener,
-            state: AppState {
-                pool,
-                settings: Arc::new(settings),
-            },
-        })
+        let listener =
+            TcpListener::bind(&address).await.with_context(|| format!("cannot listen on {address}"))?;
+        Ok(Self { listener, state: AppState { pool, settings: Arc::new(settings) } })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     pub fn port(&self) -> u16 {
@@ -68,18 +59,12 @@ impl Application {
 
         let stopping = Arc::new(tokio::sync::Notify::new());
         let notify = stopping.clone();
-        let server = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!(
-                grace_secs = grace.as_secs(),
-                "shutting down: no new connections"
-            );
-            notify.notify_one();
-        });
+        let server = axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new connections");
+                notify.notify_one();
+            });
         let deadline = async {
             stopping.notified().await;
             tokio::time::sleep(grace).await;

@@ -13,15 +13,8 @@ use crate::{
 
 pub async fn run(pool: &PgPool, command: KeysCommand) -> anyhow::Result<()> {
     match command {
-        KeysCommand::Create {
-            name,
-            admin,
-            expires_in_days,
-            json,
-        } => {
-            let issued = api_keys::create(pool, &name, admin, expires_in_days)
-                .await
-                .map_err(describe)?;
+        KeysCommand::Create { name, admin, expires_in_days, json } => {
+            let issued = api_keys::create(pool, &name, admin, expires_in_days).await.map_err(describe)?;
             print_issued(&issued, json, "Created");
         }
         KeysCommand::List { json } => {
@@ -33,9 +26,7 @@ pub async fn run(pool: &PgPool, command: KeysCommand) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Rotate { key, json } => {
-            let (old, issued) = api_keys::rotate(pool, &selector(key))
-                .await
-                .map_err(describe)?;
+            let (old, issued) = api_keys::rotate(pool, &selector(key)).await.map_err(describe)?;
             if json {
                 println!("{}", json!({"deactivated": old.prefix, "new_key": issued}));
             } else {
@@ -44,16 +35,11 @@ pub async fn run(pool: &PgPool, command: KeysCommand) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Deactivate { key, json } => {
-            let key = api_keys::deactivate(pool, &selector(key))
-                .await
-                .map_err(describe)?;
+            let key = api_keys::deactivate(pool, &selector(key)).await.map_err(describe)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&key)?);
             } else {
-                println!(
-                    "Deactivated key {} ({}, id {})",
-                    key.prefix, key.name, key.id
-                );
+                println!("Deactivated key {} ({}, id {})", key.prefix, key.name, key.id);
             }
         }
     }
@@ -71,10 +57,7 @@ fn selector(arg: KeyArg) -> KeySelector {
 
 fn print_issued(issued: &IssuedKey, json: bool, verb: &str) {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string(issued).expect("an issued key serializes")
-        );
+        println!("{}", serde_json::to_string(issued).expect("an issued key serializes"));
         return;
     }
     println!(
@@ -113,10 +96,7 @@ fn print_table(keys: &[ApiKeyRecord]) {
 }
 
 fn when(at: Option<DateTime<Utc>>, none: &str) -> String {
-    at.map_or_else(
-        || none.to_owned(),
-        |at| at.format("%Y-%m-%d %H:%M:%S").to_string(),
-    )
+    at.map_or_else(|| none.to_owned(), |at| at.format("%Y-%m-%d %H:%M:%S").to_string())
 }
 
 fn truncate(text: &str, width: usize) -> String {
@@ -131,10 +111,8 @@ fn truncate(text: &str, width: usize) -> String {
 fn describe(err: ApiError) -> anyhow::Error {
     match err {
         ApiError::Validation { details, .. } if !details.is_empty() => {
-            let problems: Vec<String> = details
-                .iter()
-                .map(|d| format!("--{}: {}", d.field.replace('_', "-"), d.message))
-                .collect();
+            let problems: Vec<String> =
+                details.iter().map(|d| format!("--{}: {}", d.field.replace('_', "-"), d.message)).collect();
             anyhow::anyhow!("{}", problems.join("; "))
         }
         other => anyhow::anyhow!("{other}"),

@@ -66,10 +66,7 @@ pub async fn find_active_by_hash(pool: &PgPool, hash: &str) -> sqlx::Result<Opti
 }
 
 pub async fn touch_last_used(pool: &PgPool, id: i64) -> sqlx::Result<()> {
-    sqlx::query!("UPDATE api_keys SET last_used_at = now() WHERE id = $1", id)
-        .execute(pool)
-        .await
-        .map(drop)
+    sqlx::query!("UPDATE api_keys SET last_used_at = now() WHERE id = $1", id).execute(pool).await.map(drop)
 }
 
 pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<ApiKeyRecord>> {
@@ -84,10 +81,7 @@ pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<ApiKeyRecord>> {
 }
 
 /// Keys whose prefix starts with `prefix` (an administrator may type fewer than 8 characters).
-pub async fn find_by_prefix(
-    db: impl PgExecutor<'_>,
-    prefix: &str,
-) -> sqlx::Result<Vec<ApiKeyRecord>> {
+pub async fn find_by_prefix(db: impl PgExecutor<'_>, prefix: &str) -> sqlx::Result<Vec<ApiKeyRecord>> {
     sqlx::query_as!(
         ApiKeyRecord,
         r#"SELECT id, key_prefix AS prefix, name, is_active, is_admin, created_at, last_used_at,
@@ -115,8 +109,6 @@ pub async fn find_by_id(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option
 
 /// Marks the key inactive; returns false when no such key exists.
 pub async fn deactivate(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<bool> {
-    let result = sqlx::query!("UPDATE api_keys SET is_active = false WHERE id = $1", id)
-        .execute(db)
-        .await?;
+    let result = sqlx::query!("UPDATE api_keys SET is_active = false WHERE id = $1", id).execute(db).await?;
     Ok(result.rows_affected() == 1)
 }

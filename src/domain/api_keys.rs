@@ -64,23 +64,15 @@ pub fn display_prefix(key: &str) -> &str {
 pub fn looks_like_key(candidate: &str) -> bool {
     candidate.len() == KEY_LEN
         && candidate.starts_with(KEY_PREFIX)
-        && candidate[KEY_PREFIX.len()..]
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && candidate[KEY_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Resolves an `X-API-Key` header value to an active, unexpired key, or `Unauthorized`.
 pub async fn authenticate(pool: &PgPool, presented: Option<&str>) -> ApiResult<AuthenticatedKey> {
-    let key = presented
-        .map(str::trim)
-        .filter(|k| looks_like_key(k))
-        .ok_or(ApiError::Unauthorized)?;
-    let found = db::api_keys::find_active_by_hash(pool, &hash_key(key))
-        .await?
-        .ok_or(ApiError::Unauthorized)?;
-    let stale = found
-        .last_used_at
-        .is_none_or(|at| Utc::now() - at >= LAST_USED_RESOLUTION);
+    let key = presented.map(str::trim).filter(|k| looks_like_key(k)).ok_or(ApiError::Unauthorized)?;
+    let found =
+        db::api_keys::find_active_by_hash(pool, &hash_key(key)).await?.ok_or(ApiError::Unauthorized)?;
+    let stale = found.last_used_at.is_none_or(|at| Utc::now() - at >= LAST_USED_RESOLUTION);
     if stale {
         // Off the request path: a slow or failed bookkeeping write never delays or fails a call.
         let pool = pool.clone();
@@ -128,7 +120,7 @@ pub enum KeySelector {
 /// Deactivates the selected key and issues a new one with the same name and role, atomically.
 pub async fn rotate(pool: &PgPool, selector: &KeySelector) -> ApiResult<(ApiKeyRecord, IssuedKey)> {
     let mut tx = pool.begin().await?;
-    let old = resolve(&mut *tx, selector).await?;
+    let old = resolve(&mut tx, selector).await?;
     if !old.is_active {
         return Err(ApiError::Conflict(format!(
             "key {} ({}) is already inactive; create a new key instead",
@@ -145,7 +137,7 @@ pub async fn rotate(pool: &PgPool, selector: &KeySelector) -> ApiResult<(ApiKeyR
 /// Deactivates the selected key. Deactivating an inactive key is a no-op, so re-running is safe.
 pub async fn deactivate(pool: &PgPool, selector: &KeySelector) -> ApiResult<ApiKeyRecord> {
     let mut tx = pool.begin().await?;
-    let mut key = resolve(&mut *tx, selector).await?;
+    let mut key = resolve(&mut tx, selector).await?;
     db::api_keys::deactivate(&mut *tx, key.id).await?;
     tx.commit().await?;
     key.is_active = false;
@@ -159,24 +151,15 @@ async fn resolve(db: &mut sqlx::PgConnection, selector: &KeySelector) -> ApiResu
             .ok_or_else(|| ApiError::NotFound(format!("no API key with id {id}"))),
         KeySelector::Prefix(prefix) => {
             if prefix.len() < 4 {
-                return Err(ApiError::field(
-                    "prefix",
-                    "give at least 4 characters of the key prefix",
-                ));
+                return Err(ApiError::field("prefix", "give at least 4 characters of the key prefix"));
             }
             let mut matches = db::api_keys::find_by_prefix(db, prefix).await?;
             match matches.len() {
-                0 => Err(ApiError::NotFound(format!(
-                    "no API key with prefix {prefix}"
-                ))),
+                0 => Err(ApiError::NotFound(format!("no API key with prefix {prefix}"))),
                 1 => Ok(matches.remove(0)),
                 n => Err(ApiError::Conflict(format!(
                     "prefix {prefix} matches {n} keys (ids {}); use --id",
-                    matches
-                        .iter()
-                        .map(|k| k.id.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    matches.iter().map(|k| k.id.to_string()).collect::<Vec<_>>().join(", ")
                 ))),
             }
         }
@@ -191,13 +174,8 @@ async fn insert_new(
 ) -> ApiResult<IssuedKey> {
     let key = generate_key();
     let hash = hash_key(&key);
-    let row = db::api_keys::NewKeyRow {
-        hash: &hash,
-        prefix: display_prefix(&key),
-        name,
-        is_admin,
-        expires_at,
-    };
+    let row =
+        db::api_keys::NewKeyRow { hash: &hash, prefix: display_prefix(&key), name, is_admin, expires_at };
     let record = db::api_keys::insert(tx, row).await?;
     Ok(IssuedKey {
         id: record.id,
@@ -212,10 +190,7 @@ async fn insert_new(
 fn validate_name(name: &str) -> ApiResult<&str> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
-        return Err(ApiError::field(
-            "name",
-            format!("must be 1 to {MAX_NAME_LEN} characters"),
-        ));
+        return Err(ApiError::field("name", format!("must be 1 to {MAX_NAME_LEN} characters")));
     }
     Ok(name)
 }
@@ -223,13 +198,10 @@ fn validate_name(name: &str) -> ApiResult<&str> {
 fn expiry(days: Option<u32>) -> ApiResult<Option<DateTime<Utc>>> {
     match days {
         None => Ok(None),
-        Some(d) if (1..=MAX_EXPIRY_DAYS).contains(&d) => {
-            Ok(Some(Utc::now() + Duration::days(d.into())))
+        Some(d) if (1..=MAX_EXPIRY_DAYS).contains(&d) => Ok(Some(Utc::now() + Duration::days(d.into()))),
+        Some(_) => {
+            Err(ApiError::field("expires_in_days", format!("must be between 1 and {MAX_EXPIRY_DAYS}")))
         }
-        Some(_) => Err(ApiError::field(
-            "expires_in_days",
-            format!("must be between 1 and {MAX_EXPIRY_DAYS}"),
-        )),
     }
 }
 
@@ -249,10 +221,7 @@ mod tests {
 
     #[test]
     fn hash_is_hex_sha256() {
-        assert_eq!(
-            hash_key("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(hash_key("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]

@@ -25,11 +25,7 @@ pub async fn database(pool: &PgPool) -> DatabaseHealth {
         },
         Err(reason) => {
             tracing::warn!(%reason, "database health check failed");
-            DatabaseHealth {
-                connected: false,
-                latency_ms: None,
-                error: Some("database unreachable".into()),
-            }
+            DatabaseHealth { connected: false, latency_ms: None, error: Some("database unreachable".into()) }
         }
     }
 }

@@ -3,11 +3,12 @@
 
 use axum::{
     body::Bytes,
-    extract::{FromRequest, FromRequestParts, Path, Request, rejection::PathRejection},
+    extract::{FromRequest, FromRequestParts, Path, RawPathParams, Request, rejection::PathRejection},
     http::{StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use serde::{Serialize, de::DeserializeOwned};
+use validator::Validate;
 
 use crate::{
     domain::api_keys::AuthenticatedKey,
@@ -55,25 +56,14 @@ impl<T: Serialize> IntoResponse for AppJson<T> {
 pub struct BodyLimit(pub usize);
 
 fn body_limit(req: &Request) -> usize {
-    req.extensions()
-        .get::<BodyLimit>()
-        .map_or(0, |limit| limit.0)
+    req.extensions().get::<BodyLimit>().map_or(0, |limit| limit.0)
 }
 
 fn has_json_content_type(req: &Request) -> bool {
-    let Some(value) = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let mime = value
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let mime = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
@@ -103,20 +93,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 fn field_error(path: &str, message: &str) -> ApiError {
     // serde_json appends " at line L column C" to data errors; clients don't need it.
     let message = message.split(" at line ").next().unwrap_or(message);
-    let missing = message
-        .strip_prefix("missing field `")
-        .and_then(|rest| rest.strip_suffix('`'));
+    let missing = message.strip_prefix("missing field `").and_then(|rest| rest.strip_suffix('`'));
     let field = match (missing, path) {
         (Some(name), "." | "") => name.to_owned(),
         (Some(name), parent) => format!("{parent}.{name}"),
         (None, "." | "") => "body".to_owned(),
         (None, path) => path.to_owned(),
     };
-    let message = if missing.is_some() {
-        "is required".to_owned()
-    } else {
-        message.to_owned()
-    };
+    let message = if missing.is_some() { "is required".to_owned() } else { message.to_owned() };
     ApiError::field(field, message)
 }
 
@@ -133,14 +117,11 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
-        let deserializer =
-            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(deserializer)
-            .map(AppQuery)
-            .map_err(|err| {
-                let path = err.path().to_string();
-                field_error(&path, &err.into_inner().to_string())
-            })
+        let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer).map(AppQuery).map_err(|err| {
+            let path = err.path().to_string();
+            field_error(&path, &err.into_inner().to_string())
+        })
     }
 }
 
@@ -156,31 +137,33 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match Path::<T>::from_request_parts(parts, state).await {
-            Ok(Path(value)) => Ok(AppPath(value)),
-            Err(PathRejection::FailedToDeserializePathParams(err)) => {
-                use axum::extract::path::ErrorKind;
-                Err(match err.into_kind() {
-                    ErrorKind::ParseErrorAtKey {
-                        key,
-                        value,
-                        expected_type,
-                    } => ApiError::field(
-                        key,
-                        format!("{value:?} is not a valid {}", friendly_type(expected_type)),
-                    ),
-                    ErrorKind::ParseError {
-                        value,
-                        expected_type,
-                    } => ApiError::field(
-                        "path",
-                        format!("{value:?} is not a valid {}", friendly_type(expected_type)),
-                    ),
-                    other => ApiError::field("path", other.to_string()),
-                })
-            }
-            Err(other) => Err(ApiError::field("path", other.body_text())),
+        use axum::extract::path::ErrorKind;
+
+        let err = match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => return Ok(AppPath(value)),
+            Err(PathRejection::FailedToDeserializePathParams(err)) => err,
+            Err(other) => return Err(ApiError::field("path", other.body_text())),
+        };
+        if let ErrorKind::ParseErrorAtKey { key, value, expected_type } = err.kind() {
+            return Err(ApiError::field(
+                key.clone(),
+                format!("{value:?} is not a valid {}", friendly_type(expected_type)),
+            ));
         }
+        // A single scalar parameter (`Path<Uuid>`) fails without naming itself: name it from
+        // the raw parameters and the target type.
+        let raw = RawPathParams::from_request_parts(parts, state).await.ok();
+        let single = raw.as_ref().and_then(|params| {
+            let mut iter = params.iter();
+            iter.next().filter(|_| iter.next().is_none())
+        });
+        Err(match single {
+            Some((name, value)) => ApiError::field(
+                name,
+                format!("{value:?} is not a valid {}", friendly_type(std::any::type_name::<T>())),
+            ),
+            None => ApiError::field("path", err.body_text()),
+        })
     }
 }
 
@@ -201,12 +184,7 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<AuthenticatedKey>()
-            .cloned()
-            .map(AuthKey)
-            .ok_or(ApiError::Unauthorized)
+        parts.extensions.get::<AuthenticatedKey>().cloned().map(AuthKey).ok_or(ApiError::Unauthorized)
     }
 }
 
@@ -237,23 +215,16 @@ mod tests {
     #[test]
     fn names_missing_fields() {
         let err = parse_json::<Point>(br#"{}"#).unwrap_err();
-        assert_eq!(
-            details(err),
-            vec![FieldError::new("latitude", "is required")]
-        );
+        assert_eq!(details(err), vec![FieldError::new("latitude", "is required")]);
     }
 
     #[test]
     fn names_nested_fields_with_wrong_types() {
         let err =
-            parse_json::<Point>(br#"{"latitude": 1, "inner": [{"value": 1}, {"value": "x"}]}"#)
-                .unwrap_err();
+            parse_json::<Point>(br#"{"latitude": 1, "inner": [{"value": 1}, {"value": "x"}]}"#).unwrap_err();
         let details = details(err);
         assert_eq!(details[0].field, "inner[1].value");
-        assert!(
-            details[0].message.starts_with("invalid type: string \"x\""),
-            "{details:?}"
-        );
+        assert!(details[0].message.starts_with("invalid type: string \"x\""), "{details:?}");
     }
 
     #[test]
@@ -262,5 +233,41 @@ mod tests {
         assert_eq!(details(err)[0].field, "body");
         let err = parse_json::<Point>(br#"{"latitude": 1} trailing"#).unwrap_err();
         assert_eq!(details(err)[0].field, "body");
+    }
+}
+
+/// A JSON body that must also pass its `validator` rules; every failing field is reported.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ValidJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ValidJson<T>
+where
+    T: DeserializeOwned + Validate,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let AppJson(value) = AppJson::<T>::from_request(req, state).await?;
+        value.validate()?;
+        Ok(ValidJson(value))
+    }
+}
+
+/// A query string that must also pass its `validator` rules.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ValidQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ValidQuery<T>
+where
+    T: DeserializeOwned + Validate,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let AppQuery(value) = AppQuery::<T>::from_request_parts(parts, state).await?;
+        value.validate()?;
+        Ok(ValidQuery(value))
     }
 }

@@ -11,16 +11,8 @@ async fn assert_unauthorized(app: &TestApp, key: Option<&str>) {
     if let Some(key) = key {
         request = request.header("X-API-Key", key);
     }
-    let body = assert_error(
-        request.send().await.unwrap(),
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-    )
-    .await;
-    assert_eq!(
-        body,
-        serde_json::json!({"error": "unauthorized", "message": "Invalid or missing API key"})
-    );
+    let body = assert_error(request.send().await.unwrap(), StatusCode::UNAUTHORIZED, "unauthorized").await;
+    assert_eq!(body, serde_json::json!({"error": "unauthorized", "message": "Invalid or missing API key"}));
 }
 
 #[tokio::test]
@@ -33,10 +25,7 @@ async fn a_valid_key_is_accepted_and_described() {
     assert_eq!(body["id"], key.id);
     assert_eq!(body["prefix"], key.prefix);
     assert_eq!(body["is_admin"], false);
-    assert!(
-        !body.to_string().contains(&key.key),
-        "the key itself is never echoed"
-    );
+    assert!(!body.to_string().contains(&key.key), "the key itself is never echoed");
 }
 
 #[tokio::test]
@@ -53,13 +42,8 @@ async fn missing_malformed_and_unknown_keys_get_401() {
 async fn inactive_keys_get_401() {
     let app = TestApp::spawn().await;
     let key = app.create_key(false).await;
-    assert_eq!(
-        app.get_with_key(PROTECTED, &key.key).await.status(),
-        StatusCode::OK
-    );
-    api_keys::deactivate(&app.pool, &api_keys::KeySelector::Id(key.id))
-        .await
-        .unwrap();
+    assert_eq!(app.get_with_key(PROTECTED, &key.key).await.status(), StatusCode::OK);
+    api_keys::deactivate(&app.pool, &api_keys::KeySelector::Id(key.id)).await.unwrap();
     assert_unauthorized(&app, Some(&key.key)).await;
 }
 
@@ -79,9 +63,7 @@ async fn expired_keys_get_401() {
 #[tokio::test]
 async fn a_key_that_has_not_expired_yet_is_accepted() {
     let app = TestApp::spawn().await;
-    let key = api_keys::create(&app.pool, "temporary", false, Some(1))
-        .await
-        .unwrap();
+    let key = api_keys::create(&app.pool, "temporary", false, Some(1)).await.unwrap();
     let body = json_body(app.get_with_key(PROTECTED, &key.key).await).await;
     assert!(body["expires_at"].as_str().is_some(), "{body}");
 }
@@ -90,10 +72,7 @@ async fn a_key_that_has_not_expired_yet_is_accepted() {
 async fn using_a_key_records_last_used_at() {
     let app = TestApp::spawn().await;
     let key = app.create_key(false).await;
-    assert_eq!(
-        app.get_with_key(PROTECTED, &key.key).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.get_with_key(PROTECTED, &key.key).await.status(), StatusCode::OK);
     // Recorded off the request path: poll briefly.
     let mut last_used = None;
     for _ in 0..50 {
@@ -116,13 +95,7 @@ async fn using_a_key_records_last_used_at() {
 #[tokio::test]
 async fn public_endpoints_need_no_key() {
     let app = TestApp::spawn().await;
-    for path in [
-        "/api/health",
-        "/api/health/live",
-        "/api/health/ready",
-        "/api-docs/openapi.json",
-        "/docs/",
-    ] {
+    for path in ["/api/health", "/api/health/live", "/api/health/ready", "/api-docs/openapi.json", "/docs/"] {
         assert_eq!(app.get(path).await.status(), StatusCode::OK, "{path}");
     }
 }

@@ -21,24 +21,13 @@ fn command(database_url: &str) -> Command {
 }
 
 async fn run(database_url: &str, args: &[&str]) -> Output {
-    command(database_url)
-        .args(args)
-        .output()
-        .await
-        .expect("binary runs")
+    command(database_url).args(args).output().await.expect("binary runs")
 }
 
 fn stdout_json(output: &Output) -> Value {
-    assert!(
-        output.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "failed: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is one JSON document ({e}): {}",
-            String::from_utf8_lossy(&output.stdout)
-        )
+        panic!("stdout is one JSON document ({e}): {}", String::from_utf8_lossy(&output.stdout))
     })
 }
 
@@ -56,12 +45,7 @@ async fn key_cli_round_trip_create_list_rotate_deactivate() {
     assert_eq!(created["is_admin"], false);
     assert!(created["expires_at"].is_null());
     assert!(created["id"].is_i64());
-    assert_eq!(
-        app.get_with_key("/api/v1/keys/current", &key)
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.get_with_key("/api/v1/keys/current", &key).await.status(), StatusCode::OK);
 
     let listed = stdout_json(&run(&url, &["keys", "list", "--json"]).await);
     let entry = &listed.as_array().unwrap()[0];
@@ -69,50 +53,23 @@ async fn key_cli_round_trip_create_list_rotate_deactivate() {
     assert_eq!(entry["is_active"], true);
     let text = String::from_utf8(run(&url, &["keys", "list"]).await.stdout).unwrap();
     assert!(text.contains(created["prefix"].as_str().unwrap()), "{text}");
-    assert!(
-        !listed.to_string().contains(&key) && !text.contains(&key),
-        "list never shows the key"
-    );
-    assert!(
-        !listed.to_string().contains("hash"),
-        "list never shows the hash"
-    );
+    assert!(!listed.to_string().contains(&key) && !text.contains(&key), "list never shows the key");
+    assert!(!listed.to_string().contains("hash"), "list never shows the hash");
 
     let prefix = created["prefix"].as_str().unwrap();
     let rotated = stdout_json(&run(&url, &["keys", "rotate", "--prefix", prefix, "--json"]).await);
     let new_key = rotated["new_key"]["key"].as_str().unwrap().to_owned();
     assert_eq!(rotated["new_key"]["name"], "t");
     assert_ne!(new_key, key);
-    assert_eq!(
-        app.get_with_key("/api/v1/keys/current", &key)
-            .await
-            .status(),
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        app.get_with_key("/api/v1/keys/current", &new_key)
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.get_with_key("/api/v1/keys/current", &key).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get_with_key("/api/v1/keys/current", &new_key).await.status(), StatusCode::OK);
 
     let new_id = rotated["new_key"]["id"].as_i64().unwrap().to_string();
-    let deactivated =
-        stdout_json(&run(&url, &["keys", "deactivate", "--id", &new_id, "--json"]).await);
+    let deactivated = stdout_json(&run(&url, &["keys", "deactivate", "--id", &new_id, "--json"]).await);
     assert_eq!(deactivated["is_active"], false);
-    assert_eq!(
-        app.get_with_key("/api/v1/keys/current", &new_key)
-            .await
-            .status(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(app.get_with_key("/api/v1/keys/current", &new_key).await.status(), StatusCode::UNAUTHORIZED);
     // Deactivating again is harmless.
-    assert!(
-        run(&url, &["keys", "deactivate", "--id", &new_id])
-            .await
-            .status
-            .success()
-    );
+    assert!(run(&url, &["keys", "deactivate", "--id", &new_id]).await.status.success());
 }
 
 #[tokio::test]
@@ -121,29 +78,16 @@ async fn admin_keys_with_expiry_are_created_as_asked() {
     let created = stdout_json(
         &run(
             &app.db.url,
-            &[
-                "keys",
-                "create",
-                "--name",
-                "ops",
-                "--admin",
-                "--expires-in-days",
-                "30",
-                "--json",
-            ],
+            &["keys", "create", "--name", "ops", "--admin", "--expires-in-days", "30", "--json"],
         )
         .await,
     );
     assert_eq!(created["is_admin"], true);
-    let expires =
-        chrono::DateTime::parse_from_rfc3339(created["expires_at"].as_str().unwrap()).unwrap();
+    let expires = chrono::DateTime::parse_from_rfc3339(created["expires_at"].as_str().unwrap()).unwrap();
     let days = (expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_days();
     assert!((29..=30).contains(&days), "{days}");
-    let body = json_body(
-        app.get_with_key("/api/v1/keys/current", created["key"].as_str().unwrap())
-            .await,
-    )
-    .await;
+    let body =
+        json_body(app.get_with_key("/api/v1/keys/current", created["key"].as_str().unwrap()).await).await;
     assert_eq!(body["is_admin"], true);
 }
 
@@ -154,10 +98,7 @@ async fn unknown_and_ambiguous_prefixes_fail_clearly() {
     let unknown = run(&url, &["keys", "rotate", "--prefix", "pm_zzzzz"]).await;
     assert!(!unknown.status.success());
     let stderr = String::from_utf8_lossy(&unknown.stderr);
-    assert!(
-        stderr.contains("no API key with prefix pm_zzzzz"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("no API key with prefix pm_zzzzz"), "{stderr}");
 
     // Two keys sharing a prefix: force it by editing one key's prefix.
     let a = app.create_key(false).await;
@@ -171,16 +112,9 @@ async fn unknown_and_ambiguous_prefixes_fail_clearly() {
     let ambiguous = run(&url, &["keys", "deactivate", "--prefix", &a.prefix]).await;
     assert!(!ambiguous.status.success());
     let stderr = String::from_utf8_lossy(&ambiguous.stderr);
-    assert!(
-        stderr.contains("matches 2 keys") && stderr.contains("--id"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("matches 2 keys") && stderr.contains("--id"), "{stderr}");
 
-    let bad_expiry = run(
-        &url,
-        &["keys", "create", "--name", "x", "--expires-in-days", "0"],
-    )
-    .await;
+    let bad_expiry = run(&url, &["keys", "create", "--name", "x", "--expires-in-days", "0"]).await;
     assert!(!bad_expiry.status.success());
     assert!(String::from_utf8_lossy(&bad_expiry.stderr).contains("--expires-in-days"));
 }
@@ -188,23 +122,14 @@ async fn unknown_and_ambiguous_prefixes_fail_clearly() {
 #[tokio::test]
 async fn no_database_is_a_clear_error_and_a_nonzero_exit() {
     // Nothing listens on port 1.
-    let output = run(
-        "postgres://postgres@127.0.0.1:1/phone_manager",
-        &["keys", "list"],
-    )
-    .await;
+    let output = run("postgres://postgres@127.0.0.1:1/phone_manager", &["keys", "list"]).await;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains(
-            "cannot connect to PostgreSQL at postgres://postgres@127.0.0.1:1/phone_manager"
-        ),
+        stderr.contains("cannot connect to PostgreSQL at postgres://postgres@127.0.0.1:1/phone_manager"),
         "{stderr}"
     );
-    assert!(
-        stderr.contains("PM__DATABASE__URL"),
-        "says how to fix it: {stderr}"
-    );
+    assert!(stderr.contains("PM__DATABASE__URL"), "says how to fix it: {stderr}");
 }
 
 #[tokio::test]
@@ -212,21 +137,12 @@ async fn bad_configuration_stops_start_up_with_one_line_naming_the_key() {
     let db = TestDatabase::create().await;
     for (variable, value, expected) in [
         ("PM__SERVER__PORT", "eighty", "server.port"),
-        (
-            "PM__DATABASE__MAX_CONNECTIONS",
-            "0",
-            "database.max_connections",
-        ),
+        ("PM__DATABASE__MAX_CONNECTIONS", "0", "database.max_connections"),
         ("PM__DATABASE__URL", "mysql://nope", "database.url"),
         ("PM__LOGGING__FORMAT", "xml", "xml"),
         ("PM__LIMITS__MAX_BATCH_SIZE", "-3", "limits.max_batch_size"),
     ] {
-        let output = command(&db.url)
-            .env(variable, value)
-            .arg("serve")
-            .output()
-            .await
-            .unwrap();
+        let output = command(&db.url).env(variable, value).arg("serve").output().await.unwrap();
         assert_eq!(output.status.code(), Some(2), "{variable}={value}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
@@ -242,20 +158,14 @@ async fn openapi_command_needs_no_database() {
     let output = run("postgres://postgres@127.0.0.1:1/none", &["openapi"]).await;
     let spec = stdout_json(&output);
     assert_eq!(spec["openapi"], "3.1.0");
-    assert_eq!(
-        String::from_utf8(output.stdout).unwrap(),
-        phone_manager::openapi::spec_json()
-    );
+    assert_eq!(String::from_utf8(output.stdout).unwrap(), phone_manager::openapi::spec_json());
 }
 
 #[tokio::test]
 async fn serve_creates_its_database_and_stops_gracefully_on_sigterm() {
     // A database name that does not exist yet: start-up must create and migrate it.
     let name = format!("pm_test_{}", uuid::Uuid::new_v4().simple());
-    let db = TestDatabase {
-        url: crate::helpers::database_url(&name),
-        name,
-    };
+    let db = TestDatabase { url: crate::helpers::database_url(&name), name };
     let port = free_port().await;
     let mut child = command(&db.url)
         .env("PM__SERVER__PORT", port.to_string())
@@ -278,29 +188,15 @@ async fn serve_creates_its_database_and_stops_gracefully_on_sigterm() {
     assert!(healthy, "the service answers /api/health");
 
     let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
+    let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("exits")
-        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.expect("exits").unwrap();
     assert!(status.success(), "graceful exit: {status}");
     let output = child.wait_with_output().await.unwrap();
     let logs = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        logs.contains("shutting down") && logs.contains("\"stopped\""),
-        "{logs}"
-    );
+    assert!(logs.contains("shutting down") && logs.contains("\"stopped\""), "{logs}");
 }
 
 async fn free_port() -> u16 {
-    tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port()
 }

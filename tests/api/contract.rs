@@ -57,10 +57,7 @@ fn every_authenticated_operation_declares_the_key_and_its_errors() {
                     serde_json::json!([{"api_key": []}]),
                     "{method} {path}: X-API-Key"
                 );
-                assert!(
-                    responses.contains_key("401"),
-                    "{method} {path}: documents 401"
-                );
+                assert!(responses.contains_key("401"), "{method} {path}: documents 401");
             }
         }
     }

@@ -5,46 +5,111 @@ use crate::helpers::{TestApp, assert_error};
 #[tokio::test]
 async fn unknown_routes_get_a_json_404() {
     let app = TestApp::spawn().await;
-    assert_error(
-        app.get("/no/such/route").await,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
+    assert_error(app.get("/no/such/route").await, StatusCode::NOT_FOUND, "not_found").await;
     // Unknown paths under the authenticated prefix are 404 too, not 401.
-    assert_error(
-        app.get("/api/v1/nothing-here").await,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
+    assert_error(app.get("/api/v1/nothing-here").await, StatusCode::NOT_FOUND, "not_found").await;
 }
 
 #[tokio::test]
 async fn wrong_methods_get_a_json_405() {
     let app = TestApp::spawn().await;
-    let response = app
-        .client
-        .delete(app.url("/api/health"))
-        .send()
-        .await
-        .unwrap();
-    assert_error(
-        response,
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-    )
-    .await;
-    let response = app
-        .client
-        .post(app.url("/api/v1/keys/current"))
-        .send()
-        .await
-        .unwrap();
-    assert_error(
-        response,
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-    )
-    .await;
+    let response = app.client.delete(app.url("/api/health")).send().await.unwrap();
+    assert_error(response, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+    let response = app.client.post(app.url("/api/v1/keys/current")).send().await.unwrap();
+    assert_error(response, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+}
+
+mod bad_requests {
+    //! Every way a client can get a request wrong gets a 400 `validation_error` with details.
+    use reqwest::StatusCode;
+    use serde_json::json;
+
+    use crate::{devices::Devices, helpers::assert_error};
+
+    async fn post_raw(api: &Devices, content_type: Option<&str>, body: &str) -> reqwest::Response {
+        let mut request =
+            api.app.client.post(api.app.url("/api/v1/devices/register")).header("X-API-Key", &api.key);
+        if let Some(content_type) = content_type {
+            request = request.header("Content-Type", content_type);
+        }
+        request.body(body.to_owned()).send().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn malformed_json() {
+        let api = Devices::spawn().await;
+        let response = post_raw(&api, Some("application/json"), r#"{"device_id": "#).await;
+        let body = assert_error(response, StatusCode::BAD_REQUEST, "validation_error").await;
+        assert_eq!(body["message"], "Request body is not valid JSON");
+        assert_eq!(body["details"][0]["field"], "body");
+        let response = post_raw(&api, Some("application/json"), "").await;
+        assert_error(response, StatusCode::BAD_REQUEST, "validation_error").await;
+    }
+
+    #[tokio::test]
+    async fn wrong_or_missing_content_type() {
+        let api = Devices::spawn().await;
+        let valid =
+            r#"{"device_id": "550e8400-e29b-41d4-a716-446655440000", "display_name": "P", "group_id": "g1"}"#;
+        for content_type in [None, Some("text/plain"), Some("application/x-www-form-urlencoded")] {
+            let response = post_raw(&api, content_type, valid).await;
+            let body = assert_error(response, StatusCode::BAD_REQUEST, "validation_error").await;
+            assert_eq!(
+                body["details"],
+                json!([{"field": "Content-Type", "message": "must be application/json"}])
+            );
+        }
+        // Parameters on the media type are fine.
+        let response = post_raw(&api, Some("application/json; charset=utf-8"), valid).await;
+        assert_error(response, StatusCode::BAD_REQUEST, "validation_error").await; // "P" is too short
+    }
+
+    #[tokio::test]
+    async fn wrong_field_types() {
+        let api = Devices::spawn().await;
+        let response =
+            api.register(json!({"device_id": 42, "display_name": "Phone", "group_id": "fam"})).await;
+        let body = assert_error(response, StatusCode::BAD_REQUEST, "validation_error").await;
+        assert_eq!(body["details"][0]["field"], "device_id");
+        assert!(
+            body["details"][0]["message"].as_str().unwrap().starts_with("invalid type: integer `42`"),
+            "{body}"
+        );
+        let response = api.register(json!(["not", "an", "object"])).await;
+        assert_error(response, StatusCode::BAD_REQUEST, "validation_error").await;
+    }
+
+    #[tokio::test]
+    async fn missing_fields() {
+        let api = Devices::spawn().await;
+        let response = api.register(json!({"display_name": "Phone", "group_id": "fam"})).await;
+        let body = assert_error(response, StatusCode::BAD_REQUEST, "validation_error").await;
+        assert_eq!(body["details"], json!([{"field": "device_id", "message": "is required"}]));
+    }
+
+    #[tokio::test]
+    async fn bad_path_parameter() {
+        let api = Devices::spawn().await;
+        let response = api.delete("not-a-uuid").await;
+        let body = assert_error(response, StatusCode::BAD_REQUEST, "validation_error").await;
+        assert_eq!(body["details"][0]["field"], "device_id");
+        assert_eq!(body["details"][0]["message"], "\"not-a-uuid\" is not a valid UUID");
+    }
+
+    #[tokio::test]
+    async fn bad_query_parameter() {
+        let api = Devices::spawn().await;
+        let response = api.app.get_with_key("/api/v1/devices?group_id=x", &api.key).await;
+        let body = assert_error(response, StatusCode::BAD_REQUEST, "validation_error").await;
+        assert_eq!(body["details"][0]["field"], "group_id");
+    }
+
+    #[tokio::test]
+    async fn oversized_bodies_get_413() {
+        let api = Devices::spawn().await;
+        let huge = format!(r#"{{"display_name": "{}"}}"#, "x".repeat(1_100_000));
+        let response = post_raw(&api, Some("application/json"), &huge).await;
+        let body = assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+        assert_eq!(body["message"], "Request body exceeds the limit of 1048576 bytes");
+    }
 }

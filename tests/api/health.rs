@@ -13,12 +13,7 @@ async fn health_reports_a_connected_database_without_a_key() {
     assert_eq!(body["status"], "healthy");
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(body["database"]["connected"], true);
-    assert!(
-        body["database"]["latency_ms"]
-            .as_f64()
-            .is_some_and(|ms| ms >= 0.0),
-        "{body}"
-    );
+    assert!(body["database"]["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{body}");
 }
 
 #[tokio::test]
@@ -42,14 +37,7 @@ async fn readiness_follows_the_database_down_and_back_up() {
     // Same test database, reached through the proxy.
     let app = TestApp::spawn_with(|settings| {
         let direct = settings.database.url.clone();
-        let name = direct
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .split('?')
-            .next()
-            .unwrap()
-            .to_owned();
+        let name = direct.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
         settings.database.url = format!("postgres://postgres@{proxy_address}/{name}");
         settings.database.acquire_timeout_secs = 1;
     })
@@ -57,12 +45,8 @@ async fn readiness_follows_the_database_down_and_back_up() {
     assert_eq!(app.get("/api/health/ready").await.status(), StatusCode::OK);
 
     proxy.cut().await;
-    assert_error(
-        app.get("/api/health/ready").await,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "service_unavailable",
-    )
-    .await;
+    assert_error(app.get("/api/health/ready").await, StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")
+        .await;
     let health = app.get("/api/health").await;
     assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body = json_body(health).await;
@@ -80,10 +64,7 @@ async fn readiness_follows_the_database_down_and_back_up() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(recovered, "readiness recovers once the database is back");
-    assert_eq!(
-        json_body(app.get("/api/health").await).await["database"]["connected"],
-        true
-    );
+    assert_eq!(json_body(app.get("/api/health").await).await["database"]["connected"], true);
 }
 
 /// Host and port of the PostgreSQL server the tests use.
@@ -101,9 +82,6 @@ async fn stopping_finishes_cleanly_and_refuses_new_connections() {
     let mut app = TestApp::spawn().await;
     assert_eq!(app.get("/api/health/live").await.status(), StatusCode::OK);
     app.stop().await.expect("clean shutdown");
-    let after = reqwest::Client::new()
-        .get(app.url("/api/health/live"))
-        .send()
-        .await;
+    let after = reqwest::Client::new().get(app.url("/api/health/live")).send().await;
     assert!(after.is_err(), "no longer accepting connections");
 }

@@ -29,9 +29,7 @@ pub fn server_url() -> String {
 /// The same server URL pointing at another database (query parameters kept).
 pub fn database_url(name: &str) -> String {
     let url = server_url();
-    let (path, query) = url
-        .split_once('?')
-        .map_or((url.as_str(), None), |(p, q)| (p, Some(q)));
+    let (path, query) = url.split_once('?').map_or((url.as_str(), None), |(p, q)| (p, Some(q)));
     let base = path.rsplit_once('/').map_or(path, |(base, _)| base);
     match query {
         Some(query) => format!("{base}/{name}?{query}"),
@@ -51,18 +49,10 @@ async fn template_database() -> &'static str {
                 hasher.update(&migration.checksum);
             }
             let name = format!("pm_test_template_{}", &hex::encode(hasher.finalize())[..16]);
-            let mut admin = PgConnection::connect(&server_url())
-                .await
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "tests need PostgreSQL at {} (set DATABASE_URL): {e}",
-                        server_url()
-                    )
-                });
-            admin
-                .execute("SELECT pg_advisory_lock(72390811)")
-                .await
-                .expect("advisory lock");
+            let mut admin = PgConnection::connect(&server_url()).await.unwrap_or_else(|e| {
+                panic!("tests need PostgreSQL at {} (set DATABASE_URL): {e}", server_url())
+            });
+            admin.execute("SELECT pg_advisory_lock(72390811)").await.expect("advisory lock");
             let exists: bool =
                 sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
                     .bind(&name)
@@ -75,24 +65,13 @@ async fn template_database() -> &'static str {
                     .execute(format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)").as_str())
                     .await
                     .unwrap();
-                admin
-                    .execute(format!("CREATE DATABASE {building}").as_str())
-                    .await
-                    .unwrap();
-                let pool = PgPool::connect(&database_url(&building))
-                    .await
-                    .expect("connect to template");
+                admin.execute(format!("CREATE DATABASE {building}").as_str()).await.unwrap();
+                let pool = PgPool::connect(&database_url(&building)).await.expect("connect to template");
                 db::migrate(&pool).await.expect("migrate template");
                 pool.close().await;
-                admin
-                    .execute(format!("ALTER DATABASE {building} RENAME TO {name}").as_str())
-                    .await
-                    .unwrap();
+                admin.execute(format!("ALTER DATABASE {building} RENAME TO {name}").as_str()).await.unwrap();
             }
-            admin
-                .execute("SELECT pg_advisory_unlock(72390811)")
-                .await
-                .expect("advisory unlock");
+            admin.execute("SELECT pg_advisory_unlock(72390811)").await.expect("advisory unlock");
             admin.close().await.ok();
             name
         })
@@ -109,9 +88,7 @@ impl TestDatabase {
     pub async fn create() -> Self {
         let template = template_database().await;
         let name = format!("pm_test_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&server_url())
-            .await
-            .expect("connect to server");
+        let mut admin = PgConnection::connect(&server_url()).await.expect("connect to server");
         admin
             .execute(format!("CREATE DATABASE {name} TEMPLATE {template}").as_str())
             .await
@@ -127,15 +104,10 @@ impl Drop for TestDatabase {
         let name = self.name.clone();
         // Drop runs inside a test's runtime, which may be shutting down: use a thread of our own.
         let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
                 let mut admin = PgConnection::connect(&server_url()).await?;
-                admin
-                    .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                    .await?;
+                admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await?;
                 admin.close().await
             })
         })
@@ -158,10 +130,7 @@ pub fn test_settings(database_url: &str) -> Settings {
     settings.database.acquire_timeout_secs = 3;
     if let Ok(level) = std::env::var("TEST_LOG") {
         settings.logging.level = level;
-        phone_manager::telemetry::init(
-            &settings.logging,
-            phone_manager::telemetry::LogSink::Stderr,
-        );
+        phone_manager::telemetry::init(&settings.logging, phone_manager::telemetry::LogSink::Stderr);
     }
     settings
 }
@@ -186,9 +155,7 @@ impl TestApp {
         let db = TestDatabase::create().await;
         let mut settings = test_settings(&db.url);
         adjust(&mut settings);
-        let app = Application::build(settings)
-            .await
-            .expect("application builds");
+        let app = Application::build(settings).await.expect("application builds");
         let port = app.port();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async {
@@ -198,10 +165,7 @@ impl TestApp {
         Self {
             address: format!("http://127.0.0.1:{port}"),
             pool,
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
+            client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
             db,
             shutdown: Some(tx),
             server: Some(server),
@@ -213,27 +177,16 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request sent")
+        self.client.get(self.url(path)).send().await.expect("request sent")
     }
 
     pub async fn get_with_key(&self, path: &str, key: &str) -> Response {
-        self.client
-            .get(self.url(path))
-            .header("X-API-Key", key)
-            .send()
-            .await
-            .expect("request sent")
+        self.client.get(self.url(path)).header("X-API-Key", key).send().await.expect("request sent")
     }
 
     /// Creates an API key directly in the database (the CLI has its own tests).
     pub async fn create_key(&self, admin: bool) -> IssuedKey {
-        api_keys::create(&self.pool, "test key", admin, None)
-            .await
-            .expect("key created")
+        api_keys::create(&self.pool, "test key", admin, None).await.expect("key created")
     }
 
     /// Asks the server to stop and waits for it, as SIGTERM would.
@@ -255,28 +208,17 @@ impl TestApp {
 pub async fn json_body(response: Response) -> Value {
     let status = response.status();
     let text = response.text().await.expect("body read");
-    serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{status}: body is not JSON ({e}): {text}"))
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: body is not JSON ({e}): {text}"))
 }
 
 /// Asserts the error envelope: status, `error` code, and that `message` is a non-empty string.
 pub async fn assert_error(response: Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(response.status(), status, "unexpected status");
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned());
-    assert_eq!(
-        content_type.as_deref(),
-        Some("application/json"),
-        "errors are JSON"
-    );
+    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(content_type.as_deref(), Some("application/json"), "errors are JSON");
     let body = json_body(response).await;
     assert_eq!(body["error"], code, "error code in {body}");
-    assert!(
-        body["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "message in {body}"
-    );
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "message in {body}");
     body
 }
 
@@ -292,11 +234,7 @@ impl TcpProxy {
     pub async fn start(target: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        Self {
-            address,
-            target,
-            task: Some(tokio::spawn(Self::forward(listener, target))),
-        }
+        Self { address, target, task: Some(tokio::spawn(Self::forward(listener, target))) }
     }
 
     async fn forward(listener: TcpListener, target: SocketAddr) {
@@ -323,9 +261,7 @@ impl TcpProxy {
 
     /// Listens again on the same port: the database "comes back".
     pub async fn restore(&mut self) {
-        let listener = TcpListener::bind(self.address)
-            .await
-            .expect("rebind proxy port");
+        let listener = TcpListener::bind(self.address).await.expect("rebind proxy port");
         self.task = Some(tokio::spawn(Self::forward(listener, self.target)));
     }
 }

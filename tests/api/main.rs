@@ -4,6 +4,7 @@
 mod auth;
 mod cli;
 mod contract;
+mod devices;
 mod errors;
 mod health;
 mod helpers;

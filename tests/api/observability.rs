@@ -16,19 +16,10 @@ async fn a_request_id_is_echoed_or_generated() {
 
     let response = app.get("/api/health/live").await;
     let generated = response.headers()["x-request-id"].to_str().unwrap();
-    assert!(
-        uuid::Uuid::parse_str(generated).is_ok(),
-        "generated ids are UUIDs: {generated}"
-    );
+    assert!(uuid::Uuid::parse_str(generated).is_ok(), "generated ids are UUIDs: {generated}");
 
     // Errors carry it too.
-    let response = app
-        .client
-        .get(app.url("/nowhere"))
-        .header("X-Request-ID", "err-1")
-        .send()
-        .await
-        .unwrap();
+    let response = app.client.get(app.url("/nowhere")).header("X-Request-ID", "err-1").send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(response.headers()["x-request-id"], "err-1");
 }

@@ -21,15 +21,12 @@ pub async fn ensure_json_errors(response: Response) -> Response {
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit_bytes: 0 },
         StatusCode::UNAUTHORIZED => ApiError::Unauthorized,
-        StatusCode::REQUEST_TIMEOUT
-        | StatusCode::SERVICE_UNAVAILABLE
-        | StatusCode::GATEWAY_TIMEOUT => {
+        StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
             ApiError::ServiceUnavailable("The request did not complete in time; retry later".into())
         }
-        status if status.is_client_error() => ApiError::field(
-            "request",
-            status.canonical_reason().unwrap_or("Bad request"),
-        ),
+        status if status.is_client_error() => {
+            ApiError::field("request", status.canonical_reason().unwrap_or("Bad request"))
+        }
         _ => ApiError::Internal(anyhow::anyhow!("{status} response without a JSON body")),
     };
     let mut replaced = error.into_response();
@@ -48,9 +45,7 @@ fn is_json(response: &Response) -> bool {
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.starts_with("application/json") || v.starts_with("application/problem+json")
-        })
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("application/problem+json"))
 }
 
 /// A handler panic becomes a 500 envelope; the panic message is logged, never sent.

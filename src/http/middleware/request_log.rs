@@ -11,17 +11,11 @@ use tower_http::request_id::RequestId;
 use tracing::Span;
 
 pub fn make_span(request: &Request) -> Span {
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok())
-        .unwrap_or("-");
+    let request_id =
+        request.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or("-");
     // The route template (`/api/v1/devices/{device_id}`) keeps dashboards' cardinality bounded;
     // the raw path is what a developer greps for.
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str);
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
     tracing::info_span!(
         "http_request",
         method = %request.method(),

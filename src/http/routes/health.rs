@@ -70,19 +70,11 @@ pub struct ProbeResponse {
 )]
 pub async fn get_health(State(state): State<AppState>) -> impl IntoResponse {
     let db = domain::health::database(&state.pool).await;
-    let status = if db.connected {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if db.connected { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = HealthResponse {
         status: if db.connected { "healthy" } else { "unhealthy" },
         version: env!("CARGO_PKG_VERSION"),
-        database: DatabaseStatus {
-            connected: db.connected,
-            latency_ms: db.latency_ms,
-            error: db.error,
-        },
+        database: DatabaseStatus { connected: db.connected, latency_ms: db.latency_ms, error: db.error },
     };
     (status, AppJson(body))
 }
@@ -110,14 +102,10 @@ pub async fn get_liveness() -> AppJson<ProbeResponse> {
             example = json!({"error": "service_unavailable", "message": "The database is unreachable"})),
     )
 )]
-pub async fn get_readiness(
-    State(state): State<AppState>,
-) -> Result<AppJson<ProbeResponse>, ApiError> {
+pub async fn get_readiness(State(state): State<AppState>) -> Result<AppJson<ProbeResponse>, ApiError> {
     if domain::health::database(&state.pool).await.connected {
         Ok(AppJson(ProbeResponse { status: "ready" }))
     } else {
-        Err(ApiError::ServiceUnavailable(
-            "The database is unreachable".into(),
-        ))
+        Err(ApiError::ServiceUnavailable("The database is unreachable".into()))
     }
 }
