@@ -27,6 +27,8 @@ CREATE TABLE devices (
 CREATE INDEX idx_devices_active ON devices (group_id, active);
 CREATE INDEX idx_devices_fcm_token ON devices (fcm_token) WHERE fcm_token IS NOT NULL;
 
+-- updated_at tracks the registration, not activity: touching last_seen_at alone (every upload)
+-- must not move it, so the trigger fires only when registration columns are written.
 CREATE TRIGGER trg_devices_updated_at
-    BEFORE UPDATE ON devices
+    BEFORE UPDATE OF display_name, group_id, platform, fcm_token, active ON devices
     FOR EACH ROW EXECUTE FUNCTION set_updated_at();

@@ -18,6 +18,7 @@ pub struct Settings {
     pub security: SecuritySettings,
     pub limits: LimitsSettings,
     pub telemetry: TelemetrySettings,
+    pub jobs: JobSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -79,6 +80,16 @@ pub struct TelemetrySettings {
     pub otlp_endpoint: String,
     pub service_name: String,
     pub environment: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSettings {
+    pub enabled: bool,
+    pub location_retention_interval_secs: u64,
+    pub group_stats_refresh_interval_secs: u64,
+    pub idempotency_cleanup_interval_secs: u64,
+    pub delete_batch_size: u32,
 }
 
 /// A configuration problem, printed as one line: `configuration error: <key>: <problem>`.
@@ -154,6 +165,11 @@ impl Settings {
         at_least("limits.max_batch_size", self.limits.max_batch_size.into(), 1)?;
         at_least("limits.location_retention_days", self.limits.location_retention_days.into(), 1)?;
         at_least("limits.max_body_bytes", self.limits.max_body_bytes as u64, 1024)?;
+        let jobs = &self.jobs;
+        at_least("jobs.location_retention_interval_secs", jobs.location_retention_interval_secs, 1)?;
+        at_least("jobs.group_stats_refresh_interval_secs", jobs.group_stats_refresh_interval_secs, 1)?;
+        at_least("jobs.idempotency_cleanup_interval_secs", jobs.idempotency_cleanup_interval_secs, 1)?;
+        at_least("jobs.delete_batch_size", jobs.delete_batch_size.into(), 1)?;
         Ok(())
     }
 }

@@ -4,6 +4,8 @@
 pub mod api_keys;
 pub mod devices;
 pub mod health;
+pub mod idempotency;
+pub mod locations;
 
 use std::time::Duration;
 

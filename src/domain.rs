@@ -4,3 +4,6 @@
 pub mod api_keys;
 pub mod devices;
 pub mod health;
+pub mod idempotency;
+pub mod last_seen;
+pub mod locations;

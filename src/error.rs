@@ -65,8 +65,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
-    #[error("Request body exceeds the limit of {limit_bytes} bytes")]
-    PayloadTooLarge { limit_bytes: usize },
+    #[error("Request exceeds maximum size{}", .limit_bytes.map(|b| format!(" of {b} bytes")).unwrap_or_default())]
+    PayloadTooLarge { limit_bytes: Option<usize> },
     #[error("{0}")]
     IdempotencyKeyReused(String),
     #[error("Rate limit of {limit} exceeded")]
@@ -198,7 +198,7 @@ impl From<sqlx::Error> for ApiError {
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_) => {
                 tracing::warn!(error = %err, "database unavailable");
-                Self::ServiceUnavailable("The database is temporarily unavailable".into())
+                Self::ServiceUnavailable("Database temporarily unavailable".into())
             }
             other => Self::Internal(anyhow::Error::new(other).context("database error")),
         }

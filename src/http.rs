@@ -32,7 +32,10 @@ pub const OPENAPI_JSON_PATH: &str = "/api-docs/openapi.json";
 fn routes(
     protect: impl FnOnce(OpenApiRouter<AppState>) -> OpenApiRouter<AppState>,
 ) -> OpenApiRouter<AppState> {
-    let authenticated = OpenApiRouter::new().merge(routes::devices::router()).merge(routes::keys::router());
+    let authenticated = OpenApiRouter::new()
+        .merge(routes::devices::router())
+        .merge(routes::keys::router())
+        .merge(routes::locations::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::health::router())
         .nest("/api/v1", protect(authenticated))

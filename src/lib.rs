@@ -6,6 +6,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod jobs;
 pub mod openapi;
 pub mod startup;
 pub mod state;

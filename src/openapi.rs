@@ -13,6 +13,7 @@ pub mod tags {
     pub const DEVICES: &str = "devices";
     pub const HEALTH: &str = "health";
     pub const KEYS: &str = "keys";
+    pub const LOCATIONS: &str = "locations";
 }
 
 #[derive(OpenApi)]
@@ -35,6 +36,7 @@ pub mod tags {
         (name = "devices", description = "Device registration and group membership"),
         (name = "health", description = "Liveness, readiness and dependency health; no key needed"),
         (name = "keys", description = "The calling API key"),
+        (name = "locations", description = "Location uploads, single and batch, with idempotent retries"),
     ),
     components(
         schemas(ErrorBody, FieldError),
@@ -43,7 +45,9 @@ pub mod tags {
             responses::Unauthorized,
             responses::Forbidden,
             responses::NotFound,
+            responses::DeviceNotRegistered,
             responses::Conflict,
+            responses::IdempotencyKeyReused,
             responses::PayloadTooLarge,
             responses::RateLimited,
             responses::ServiceUnavailable,
@@ -94,6 +98,17 @@ pub mod responses {
     #[response(example = json!({"error": "not_found", "message": "Device not found"}))]
     pub struct NotFound(pub ErrorBody);
 
+    /// The device is unknown or deactivated: register it first.
+    #[derive(ToResponse)]
+    #[response(example = json!({"error": "not_found", "message": "Device not found. Please register first."}))]
+    pub struct DeviceNotRegistered(pub ErrorBody);
+
+    /// The `Idempotency-Key` was already used (by this API key, within 24 h) for a different request.
+    #[derive(ToResponse)]
+    #[response(example = json!({"error": "idempotency_key_reused",
+        "message": "This Idempotency-Key was already used with a different request body"}))]
+    pub struct IdempotencyKeyReused(pub ErrorBody);
+
     /// A business rule forbids the change.
     #[derive(ToResponse)]
     #[response(example = json!({"error": "conflict", "message": "Group has reached maximum device limit (20)"}))]
@@ -101,7 +116,7 @@ pub mod responses {
 
     /// The request body exceeds the configured limit (1 MiB by default).
     #[derive(ToResponse)]
-    #[response(example = json!({"error": "payload_too_large", "message": "Request body exceeds the limit of 1048576 bytes"}))]
+    #[response(example = json!({"error": "payload_too_large", "message": "Request exceeds maximum size of 1048576 bytes"}))]
     pub struct PayloadTooLarge(pub ErrorBody);
 
     /// Too many requests for this API key; retry after `retry_after` seconds.
@@ -114,7 +129,7 @@ pub mod responses {
 
     /// A dependency (the database) is temporarily unavailable, or the request timed out.
     #[derive(ToResponse)]
-    #[response(example = json!({"error": "service_unavailable", "message": "The database is temporarily unavailable"}))]
+    #[response(example = json!({"error": "service_unavailable", "message": "Database temporarily unavailable"}))]
     pub struct ServiceUnavailable(pub ErrorBody);
 
     /// An unexpected error; the body never reveals internals (the cause is in the logs under

@@ -6,7 +6,13 @@ use anyhow::Context;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
-use crate::{config::Settings, db, http, state::AppState};
+use crate::{
+    config::Settings,
+    db,
+    domain::last_seen::{self, LastSeen},
+    http, jobs,
+    state::AppState,
+};
 
 /// A bound, ready-to-run service. Tests bind port 0 and read the real port from [`port`].
 ///
@@ -31,7 +37,8 @@ impl Application {
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener =
             TcpListener::bind(&address).await.with_context(|| format!("cannot listen on {address}"))?;
-        Ok(Self { listener, state: AppState { pool, settings: Arc::new(settings) } })
+        let last_seen = Arc::new(LastSeen::new(pool.clone(), last_seen::DEFAULT_WINDOW));
+        Ok(Self { listener, state: AppState { pool, settings: Arc::new(settings), last_seen } })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -54,6 +61,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let grace = self.state.settings.server.shutdown_grace();
         let pool = self.state.pool.clone();
+        let scheduler = jobs::Scheduler::start(pool.clone(), &self.state.settings);
         let app = http::app(self.state);
         tracing::info!(address = %self.listener.local_addr()?, "listening");
 
@@ -73,6 +81,7 @@ impl Application {
             result = server.into_future() => result.context("server error")?,
             () = deadline => tracing::warn!("grace period elapsed; abandoning in-flight requests"),
         }
+        scheduler.shutdown(grace).await;
         pool.close().await;
         tracing::info!("stopped");
         Ok(())

@@ -2,11 +2,13 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
-use crate::config::Settings;
+use crate::{config::Settings, domain::last_seen::LastSeen};
 
 /// Shared by every request: cheap to clone (a pool handle and an `Arc`).
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
     pub settings: Arc<Settings>,
+    /// Coalesced `last_seen_at` writes for uploads.
+    pub last_seen: Arc<LastSeen>,
 }

@@ -103,17 +103,72 @@ pub async fn deactivate(db: impl PgExecutor<'_>, device_id: Uuid) -> sqlx::Resul
     Ok(result.rows_affected() == 1)
 }
 
-/// Active members of a group by display name (device id breaks ties, so the order is stable).
-/// Uses idx_devices_active (group_id, active); a group has at most a handful of rows to sort.
-pub async fn list_active_in_group(db: impl PgExecutor<'_>, group_id: &str) -> sqlx::Result<Vec<DeviceRow>> {
-    sqlx::query_as!(
-        DeviceRow,
-        r#"SELECT device_id, display_name, group_id, platform, active, last_seen_at, created_at, updated_at
-           FROM devices
+/// A group member with the columns of its newest location (all None when it has none).
+#[derive(Debug, Clone)]
+pub struct MemberRow {
+    pub device: DeviceRow,
+    pub last_latitude: Option<f64>,
+    pub last_longitude: Option<f64>,
+    pub last_accuracy: Option<f32>,
+    pub last_captured_at: Option<DateTime<Utc>>,
+}
+
+/// Active members of a group by display name (device id breaks ties, so the order is stable),
+/// each with its newest location. One query through the devices_with_last_location view: the
+/// group filter uses idx_devices_active (group_id, active), and the view's LATERAL subquery
+/// is one probe of idx_locations_device_captured (device_id, captured_at DESC) per member,
+/// never a scan and never one query per device.
+pub async fn list_active_in_group(db: impl PgExecutor<'_>, group_id: &str) -> sqlx::Result<Vec<MemberRow>> {
+    let rows = sqlx::query!(
+        r#"SELECT device_id AS "device_id!", display_name AS "display_name!", group_id AS "group_id!",
+                  platform AS "platform!", active AS "active!", last_seen_at,
+                  created_at AS "created_at!", updated_at AS "updated_at!",
+                  last_latitude, last_longitude, last_accuracy, last_captured_at
+           FROM devices_with_last_location
            WHERE group_id = $1 AND active
            ORDER BY display_name, device_id"#,
         group_id
     )
     .fetch_all(db)
-    .await
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| MemberRow {
+            device: DeviceRow {
+                device_id: r.device_id,
+                display_name: r.display_name,
+                group_id: r.group_id,
+                platform: r.platform,
+                active: r.active,
+                last_seen_at: r.last_seen_at,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+            },
+            last_latitude: r.last_latitude,
+            last_longitude: r.last_longitude,
+            last_accuracy: r.last_accuracy,
+            last_captured_at: r.last_captured_at,
+        })
+        .collect())
+}
+
+/// Marks the device seen now.
+pub async fn touch_last_seen(db: impl PgExecutor<'_>, device_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query!("UPDATE devices SET last_seen_at = now() WHERE device_id = $1", device_id)
+        .execute(db)
+        .await
+        .map(drop)
+}
+
+/// Recomputes `group_member_counts`; CONCURRENTLY keeps it readable meanwhile (it needs the
+/// unique index idx_group_member_counts).
+pub async fn refresh_group_stats(pool: &sqlx::PgPool) -> sqlx::Result<()> {
+    sqlx::query!("REFRESH MATERIALIZED VIEW CONCURRENTLY group_member_counts").execute(pool).await.map(drop)
+}
+
+pub async fn count_group_stats(pool: &sqlx::PgPool) -> sqlx::Result<u64> {
+    let groups = sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM group_member_counts"#)
+        .fetch_one(pool)
+        .await?;
+    Ok(groups.max(0) as u64)
 }

@@ -9,6 +9,7 @@ use validator::ValidationError;
 
 use crate::{
     db::{self, devices::DeviceRow},
+    domain::locations::LastLocation,
     error::{ApiError, ApiResult},
 };
 
@@ -161,9 +162,30 @@ pub async fn deactivate(pool: &PgPool, device_id: Uuid) -> ApiResult<()> {
     }
 }
 
-/// Active devices of a group, by display name. An unknown group is simply empty.
-pub async fn list_group(pool: &PgPool, group_id: &str) -> ApiResult<Vec<Device>> {
-    Ok(db::devices::list_active_in_group(pool, group_id).await?.into_iter().map(Device::from).collect())
+/// A group member as listings show it: the device and its newest fix, if any.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub device: Device,
+    pub last_location: Option<LastLocation>,
+}
+
+/// Active devices of a group by display name, each with its newest fix by `captured_at`, in
+/// one query. An unknown group is simply empty.
+pub async fn list_group(pool: &PgPool, group_id: &str) -> ApiResult<Vec<Member>> {
+    let rows = db::devices::list_active_in_group(pool, group_id).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let last_location =
+                match (row.last_latitude, row.last_longitude, row.last_accuracy, row.last_captured_at) {
+                    (Some(latitude), Some(longitude), Some(accuracy), Some(captured_at)) => {
+                        Some(LastLocation { latitude, longitude, accuracy, captured_at })
+                    }
+                    _ => None,
+                };
+            Member { device: row.device.into(), last_location }
+        })
+        .collect())
 }
 
 #[cfg(test)]

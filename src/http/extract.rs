@@ -55,8 +55,8 @@ impl<T: Serialize> IntoResponse for AppJson<T> {
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
-fn body_limit(req: &Request) -> usize {
-    req.extensions().get::<BodyLimit>().map_or(0, |limit| limit.0)
+fn body_limit(req: &Request) -> Option<usize> {
+    req.extensions().get::<BodyLimit>().map(|limit| limit.0)
 }
 
 fn has_json_content_type(req: &Request) -> bool {

@@ -1,3 +1,4 @@
 pub mod devices;
 pub mod health;
 pub mod keys;
+pub mod locations;

@@ -110,6 +110,6 @@ mod bad_requests {
         let huge = format!(r#"{{"display_name": "{}"}}"#, "x".repeat(1_100_000));
         let response = post_raw(&api, Some("application/json"), &huge).await;
         let body = assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
-        assert_eq!(body["message"], "Request body exceeds the limit of 1048576 bytes");
+        assert_eq!(body["message"], "Request exceeds maximum size of 1048576 bytes");
     }
 }

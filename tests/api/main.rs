@@ -8,4 +8,5 @@ mod devices;
 mod errors;
 mod health;
 mod helpers;
+mod locations;
 mod observability;

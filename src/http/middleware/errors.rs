@@ -19,7 +19,7 @@ pub async fn ensure_json_errors(response: Response) -> Response {
     let error = match status {
         StatusCode::NOT_FOUND => ApiError::NotFound("Resource not found".into()),
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit_bytes: 0 },
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit_bytes: None },
         StatusCode::UNAUTHORIZED => ApiError::Unauthorized,
         StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
             ApiError::ServiceUnavailable("The request did not complete in time; retry later".into())

@@ -156,7 +156,9 @@ pub struct ListDevicesQuery {
     "device_id": "550e8400-e29b-41d4-a716-446655440000",
     "display_name": "Martin's Phone",
     "platform": "android",
-    "last_seen_at": "2026-11-21T10:31:12Z"
+    "last_seen_at": "2026-11-21T10:31:12Z",
+    "last_location": {"latitude": 48.1374, "longitude": 11.5755,
+                      "timestamp": "2026-11-21T10:30:00Z", "accuracy": 12.5}
 }]}))]
 pub struct DeviceListResponse {
     /// Active devices of the group, sorted by display name.
@@ -169,13 +171,27 @@ pub struct GroupMember {
     pub display_name: String,
     #[schema(value_type = Platform)]
     pub platform: String,
-    /// When the device last registered or uploaded; null if never.
+    /// When the device last registered or uploaded (precise to 30 s); null if never.
     pub last_seen_at: Option<DateTime<Utc>>,
+    /// The newest fix by capture time; null when the device has none.
+    pub last_location: Option<LastLocationResponse>,
 }
 
-/// Lists the active devices of a group.
+/// Where a device last was.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LastLocationResponse {
+    pub latitude: f64,
+    pub longitude: f64,
+    /// When the fix was taken (RFC 3339, UTC).
+    pub timestamp: DateTime<Utc>,
+    /// Horizontal accuracy in metres.
+    pub accuracy: f32,
+}
+
+/// Lists the active devices of a group with where each last was.
 ///
-/// Sorted by display name. Deactivated devices are left out; an unknown group gives an empty
+/// Sorted by display name, each with its newest location by capture time (`last_location`,
+/// null when it has none). Deactivated devices are left out; an unknown group gives an empty
 /// list.
 #[utoipa::path(
     get,
@@ -197,11 +213,17 @@ pub async fn list_devices(
     let members = devices::list_group(&state.pool, &query.group_id).await?;
     let devices = members
         .into_iter()
-        .map(|d| GroupMember {
-            device_id: d.device_id,
-            display_name: d.display_name,
-            platform: d.platform,
-            last_seen_at: d.last_seen_at,
+        .map(|member| GroupMember {
+            device_id: member.device.device_id,
+            display_name: member.device.display_name,
+            platform: member.device.platform,
+            last_seen_at: member.device.last_seen_at,
+            last_location: member.last_location.map(|last| LastLocationResponse {
+                latitude: last.latitude,
+                longitude: last.longitude,
+                timestamp: last.captured_at,
+                accuracy: last.accuracy,
+            }),
         })
         .collect();
     Ok(AppJson(DeviceListResponse { devices }))

@@ -1,0 +1,68 @@
+//! The `locations` table.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::locations::Fix;
+
+/// Inserts every fix in one statement (UNNEST of one array per column), and only if the
+/// device exists and is active: returns the number of rows stored, 0 for an unknown or
+/// inactive device. One round trip whatever the batch size.
+pub async fn insert_fixes(tx: &mut PgConnection, device_id: Uuid, fixes: &[Fix]) -> sqlx::Result<u64> {
+    let mut latitude = Vec::with_capacity(fixes.len());
+    let mut longitude = Vec::with_capacity(fixes.len());
+    let mut accuracy = Vec::with_capacity(fixes.len());
+    let mut altitude = Vec::with_capacity(fixes.len());
+    let mut bearing = Vec::with_capacity(fixes.len());
+    let mut speed = Vec::with_capacity(fixes.len());
+    let mut provider = Vec::with_capacity(fixes.len());
+    let mut battery = Vec::with_capacity(fixes.len());
+    let mut network = Vec::with_capacity(fixes.len());
+    let mut captured_at: Vec<DateTime<Utc>> = Vec::with_capacity(fixes.len());
+    for fix in fixes {
+        latitude.push(fix.latitude);
+        longitude.push(fix.longitude);
+        accuracy.push(fix.accuracy);
+        altitude.push(fix.altitude);
+        bearing.push(fix.bearing);
+        speed.push(fix.speed);
+        provider.push(fix.provider.clone());
+        battery.push(fix.battery_level);
+        network.push(fix.network_type.clone());
+        captured_at.push(fix.captured_at);
+    }
+    let result = sqlx::query!(
+        r#"INSERT INTO locations (device_id, latitude, longitude, accuracy, altitude, bearing, speed,
+                                  provider, battery_level, network_type, captured_at)
+           SELECT $1, t.*
+           FROM UNNEST($2::float8[], $3::float8[], $4::float4[], $5::float8[], $6::float4[],
+                       $7::float4[], $8::text[], $9::int2[], $10::text[], $11::timestamptz[]) AS t
+           WHERE EXISTS (SELECT 1 FROM devices WHERE device_id = $1 AND active)"#,
+        device_id,
+        &latitude,
+        &longitude,
+        &accuracy,
+        &altitude as &[Option<f64>],
+        &bearing as &[Option<f32>],
+        &speed as &[Option<f32>],
+        &provider as &[Option<String>],
+        &battery as &[Option<i16>],
+        &network as &[Option<String>],
+        &captured_at,
+    )
+    .execute(tx)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// One retention batch: deletes at most `batch` locations created more than `retention_days`
+/// ago (oldest first, via idx_locations_created_at) and returns how many it deleted.
+pub async fn cleanup_old_batch(pool: &sqlx::PgPool, retention_days: i32, batch: i64) -> sqlx::Result<u64> {
+    let batch = i32::try_from(batch).unwrap_or(i32::MAX);
+    let deleted =
+        sqlx::query_scalar!(r#"SELECT cleanup_old_locations($1, $2) AS "deleted!""#, retention_days, batch)
+            .fetch_one(pool)
+            .await?;
+    Ok(deleted.max(0) as u64)
+}

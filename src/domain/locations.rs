@@ -1,0 +1,259 @@
+//! Locations: validation rules, single and batch upload, last location per device.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Duration, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+use validator::ValidationError;
+
+use crate::{
+    db::{self, idempotency::Claim},
+    domain::{
+        idempotency::{self, IdempotencyKey},
+        last_seen::LastSeen,
+    },
+    error::{ApiResult, ResultExt},
+};
+
+/// A fix may be this far in the future (phone clocks drift).
+pub const MAX_CLOCK_SKEW: Duration = Duration::seconds(60);
+/// Older fixes are refused: offline batches older than this are stale for a live map.
+pub const MAX_AGE: Duration = Duration::days(7);
+pub const TEXT_FIELD_MAX: usize = 50;
+/// Altitude bounds in metres (mirrors chk_altitude): below the deepest mine, above any aircraft.
+pub const ALTITUDE_LIMIT: f64 = 1_000_000.0;
+
+/// One validated GPS fix, ready to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fix {
+    pub captured_at: DateTime<Utc>,
+    pub latitude: f64,
+    pub longitude: f64,
+    pub accuracy: f32,
+    pub altitude: Option<f64>,
+    pub bearing: Option<f32>,
+    pub speed: Option<f32>,
+    pub provider: Option<String>,
+    pub battery_level: Option<i16>,
+    pub network_type: Option<String>,
+}
+
+/// The newest fix of a device, as group listings show it.
+#[derive(Debug, Clone)]
+pub struct LastLocation {
+    pub latitude: f64,
+    pub longitude: f64,
+    pub accuracy: f32,
+    pub captured_at: DateTime<Utc>,
+}
+
+/// Field rules, used by the HTTP DTOs' `#[validate(custom(...))]` attributes. Bounds are
+/// inclusive; NaN and infinities are always rejected.
+pub mod rules {
+    use super::*;
+
+    fn problem(code: &'static str, message: impl Into<Cow<'static, str>>) -> ValidationError {
+        ValidationError::new(code).with_message(message.into())
+    }
+
+    fn within(value: f64, min: f64, max: f64) -> bool {
+        value.is_finite() && (min..=max).contains(&value)
+    }
+
+    /// Fits a PostgreSQL REAL without becoming infinite.
+    fn finite_real(value: f64) -> bool {
+        value.is_finite() && value.abs() <= f64::from(f32::MAX)
+    }
+
+    pub fn latitude(value: f64) -> Result<(), ValidationError> {
+        within(value, -90.0, 90.0)
+            .then_some(())
+            .ok_or_else(|| problem("range", "Latitude must be between -90 and 90"))
+    }
+
+    pub fn longitude(value: f64) -> Result<(), ValidationError> {
+        within(value, -180.0, 180.0)
+            .then_some(())
+            .ok_or_else(|| problem("range", "Longitude must be between -180 and 180"))
+    }
+
+    pub fn accuracy(value: f64) -> Result<(), ValidationError> {
+        (finite_real(value) && value >= 0.0)
+            .then_some(())
+            .ok_or_else(|| problem("range", "Accuracy must be non-negative"))
+    }
+
+    pub fn altitude(value: f64) -> Result<(), ValidationError> {
+        within(value, -ALTITUDE_LIMIT, ALTITUDE_LIMIT)
+            .then_some(())
+            .ok_or_else(|| problem("range", "Altitude must be between -1000000 and 1000000"))
+    }
+
+    pub fn bearing(value: f64) -> Result<(), ValidationError> {
+        within(value, 0.0, 360.0)
+            .then_some(())
+            .ok_or_else(|| problem("range", "Bearing must be between 0 and 360"))
+    }
+
+    pub fn speed(value: f64) -> Result<(), ValidationError> {
+        (finite_real(value) && value >= 0.0)
+            .then_some(())
+            .ok_or_else(|| problem("range", "Speed must be non-negative"))
+    }
+
+    pub fn battery_level(value: i64) -> Result<(), ValidationError> {
+        (0..=100)
+            .contains(&value)
+            .then_some(())
+            .ok_or_else(|| problem("range", "Battery level must be between 0 and 100"))
+    }
+
+    /// Provider and network type: 1–50 characters, no control characters.
+    pub fn short_text(value: &str) -> Result<(), ValidationError> {
+        let length = value.chars().count();
+        if !(1..=TEXT_FIELD_MAX).contains(&length) {
+            return Err(problem("length", format!("must be 1 to {TEXT_FIELD_MAX} characters")));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(problem("control_characters", "must not contain control characters"));
+        }
+        Ok(())
+    }
+
+    /// Milliseconds since the Unix epoch, no more than 60 s ahead of the server's clock and
+    /// no more than 7 days old.
+    pub fn timestamp(value: i64) -> Result<(), ValidationError> {
+        timestamp_at(value, Utc::now())
+    }
+
+    pub fn timestamp_at(value: i64, now: DateTime<Utc>) -> Result<(), ValidationError> {
+        let Some(at) = DateTime::from_timestamp_millis(value) else {
+            return Err(problem("timestamp", "must be milliseconds since the Unix epoch"));
+        };
+        if at > now + MAX_CLOCK_SKEW {
+            return Err(problem("timestamp", "Timestamp must not be in the future"));
+        }
+        if at < now - MAX_AGE {
+            return Err(problem("timestamp", "Timestamp must not be older than 7 days"));
+        }
+        Ok(())
+    }
+}
+
+/// What a successful upload answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UploadReceipt {
+    pub success: bool,
+    pub processed_count: usize,
+}
+
+pub fn device_not_found() -> crate::error::ApiError {
+    crate::error::ApiError::NotFound("Device not found. Please register first.".into())
+}
+
+/// A device's fixes, as the service receives them (one for a single upload).
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub device_id: Uuid,
+    pub fixes: Vec<Fix>,
+}
+
+/// The answer to an upload: fresh, or the stored answer to an earlier request with the same
+/// `Idempotency-Key` (replayed as it was, status and body).
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Fresh(UploadReceipt),
+    Replayed { status: u16, body: serde_json::Value },
+}
+
+/// Stores every fix of the upload atomically (one statement, one transaction), or none.
+///
+/// With an idempotency key, the key is claimed in the same transaction before the insert: a
+/// concurrent duplicate waits on that claim and then replays this request's stored answer,
+/// so it can never insert twice. Only successful answers are stored; a failed request (say,
+/// an unregistered device) leaves nothing behind and may be retried with the same key.
+pub async fn upload(
+    pool: &PgPool,
+    last_seen: &LastSeen,
+    api_key_id: i64,
+    upload: Upload,
+    idempotency: Option<&IdempotencyKey>,
+) -> ApiResult<Outcome> {
+    let mut tx = pool.begin().await?;
+    if let Some(key) = idempotency {
+        let claim = db::idempotency::claim(&mut tx, api_key_id, key, upload.device_id)
+            .await
+            .on_constraint("fk_idempotency_keys_device", device_not_found)?;
+        if let Claim::Taken(record) = claim {
+            return idempotency::replay(key, record);
+        }
+    }
+    let inserted = db::locations::insert_fixes(&mut tx, upload.device_id, &upload.fixes)
+        .await
+        .on_constraint("fk_locations_device", device_not_found)?;
+    if inserted != upload.fixes.len() as u64 {
+        // Zero rows: the device is unknown or deactivated (the insert checks it).
+        return Err(device_not_found());
+    }
+    let receipt = UploadReceipt { success: true, processed_count: upload.fixes.len() };
+    if let Some(key) = idempotency {
+        let body = serde_json::to_value(receipt).expect("a receipt serializes");
+        db::idempotency::complete(&mut tx, api_key_id, key, 200, &body).await?;
+    }
+    tx.commit().await?;
+    last_seen.touch(upload.device_id);
+    Ok(Outcome::Fresh(receipt))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rules::*;
+    use super::*;
+
+    #[test]
+    fn coordinates_are_inclusive_and_finite() {
+        for ok in [-90.0, 0.0, 90.0] {
+            assert!(latitude(ok).is_ok());
+        }
+        for bad in [-90.000_001, 90.000_001, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(latitude(bad).unwrap_err().message.unwrap(), "Latitude must be between -90 and 90");
+        }
+        assert!(longitude(-180.0).is_ok() && longitude(180.0).is_ok());
+        assert!(longitude(180.000_001).is_err() && longitude(f64::NAN).is_err());
+    }
+
+    #[test]
+    fn measurements() {
+        assert!(accuracy(0.0).is_ok());
+        assert_eq!(accuracy(-0.1).unwrap_err().message.unwrap(), "Accuracy must be non-negative");
+        assert!(accuracy(1e300).is_err(), "would overflow REAL");
+        assert!(bearing(0.0).is_ok() && bearing(360.0).is_ok());
+        assert!(bearing(-0.01).is_err() && bearing(360.01).is_err());
+        assert!(speed(0.0).is_ok() && speed(-1.0).is_err() && speed(f64::INFINITY).is_err());
+        assert!(battery_level(0).is_ok() && battery_level(100).is_ok());
+        assert!(battery_level(-1).is_err() && battery_level(101).is_err());
+        assert!(altitude(-1_000_000.0).is_ok() && altitude(1_000_001.0).is_err());
+    }
+
+    #[test]
+    fn text_fields_are_bounded() {
+        assert!(short_text("gps").is_ok());
+        assert!(short_text(&"x".repeat(50)).is_ok());
+        assert!(short_text(&"x".repeat(51)).is_err());
+        assert!(short_text("").is_err());
+        assert!(short_text("wi\nfi").is_err());
+    }
+
+    #[test]
+    fn timestamps_within_skew_and_age() {
+        let now = DateTime::from_timestamp_millis(1_800_000_000_000).unwrap();
+        let ms = |at: DateTime<Utc>| at.timestamp_millis();
+        assert!(timestamp_at(ms(now), now).is_ok());
+        assert!(timestamp_at(ms(now + MAX_CLOCK_SKEW), now).is_ok());
+        assert!(timestamp_at(ms(now + MAX_CLOCK_SKEW) + 1, now).is_err());
+        assert!(timestamp_at(ms(now - MAX_AGE), now).is_ok());
+        assert!(timestamp_at(ms(now - MAX_AGE) - 1, now).is_err());
+        assert!(timestamp_at(i64::MAX, now).is_err());
+    }
+}

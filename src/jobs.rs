@@ -1,0 +1,119 @@
+//! Periodic maintenance jobs, each on its own task. A run is logged with its duration and
+//! result; a failing run is logged and retried at the next tick without touching the service.
+//! On shutdown, a run in progress may finish within the grace period.
+
+mod group_stats;
+mod idempotency_expiry;
+mod retention;
+
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use tokio::{sync::watch, task::JoinSet};
+use tracing::Instrument;
+
+use crate::config::Settings;
+
+/// A periodic job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// Deletes locations older than the retention period, in batches.
+    LocationRetention,
+    /// Refreshes the `group_member_counts` materialized view.
+    GroupStatsRefresh,
+    /// Deletes idempotency records past their lifetime.
+    IdempotencyExpiry,
+}
+
+impl Job {
+    pub const ALL: [Job; 3] = [Job::LocationRetention, Job::GroupStatsRefresh, Job::IdempotencyExpiry];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Job::LocationRetention => "location_retention",
+            Job::GroupStatsRefresh => "group_stats_refresh",
+            Job::IdempotencyExpiry => "idempotency_expiry",
+        }
+    }
+
+    fn interval(self, settings: &Settings) -> Duration {
+        let jobs = &settings.jobs;
+        Duration::from_secs(match self {
+            Job::LocationRetention => jobs.location_retention_interval_secs,
+            Job::GroupStatsRefresh => jobs.group_stats_refresh_interval_secs,
+            Job::IdempotencyExpiry => jobs.idempotency_cleanup_interval_secs,
+        })
+    }
+
+    /// Runs the job once; returns how many rows it affected.
+    pub async fn run_once(self, pool: &PgPool, settings: &Settings) -> anyhow::Result<u64> {
+        let batch = i64::from(settings.jobs.delete_batch_size);
+        match self {
+            Job::LocationRetention => {
+                retention::run(pool, settings.limits.location_retention_days, batch).await
+            }
+            Job::GroupStatsRefresh => group_stats::run(pool).await,
+            Job::IdempotencyExpiry => idempotency_expiry::run(pool, batch).await,
+        }
+    }
+}
+
+/// The running jobs. Dropping it without [`Scheduler::shutdown`] aborts them.
+pub struct Scheduler {
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Scheduler {
+    /// Starts every job on its own task (nothing when `jobs.enabled` is false).
+    pub fn start(pool: PgPool, settings: &Settings) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        if settings.jobs.enabled {
+            for job in Job::ALL {
+                let (pool, settings, stopped) = (pool.clone(), settings.clone(), stopped.clone());
+                tasks.spawn(run_periodically(job, pool, settings, stopped));
+            }
+        }
+        Self { stop, tasks }
+    }
+
+    /// Stops scheduling; waits up to `grace` for runs in progress, then abandons them.
+    pub async fn shutdown(mut self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let all_done = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, all_done).await.is_err() {
+            tracing::warn!("jobs still running after the grace period; abandoning them");
+            self.tasks.abort_all();
+        }
+    }
+}
+
+async fn run_periodically(job: Job, pool: PgPool, settings: Settings, mut stopped: watch::Receiver<bool>) {
+    let interval = job.interval(&settings);
+    // The first run comes one interval after start-up, not during it.
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        // Each run is its own root span, so its logs (and later its trace) stand alone.
+        let span = tracing::info_span!(parent: None, "job", job = job.name());
+        execute(job, &pool, &settings).instrument(span).await;
+    }
+}
+
+async fn execute(job: Job, pool: &PgPool, settings: &Settings) {
+    tracing::info!("job started");
+    let started = Instant::now();
+    let result = job.run_once(pool, settings).await;
+    let duration_ms = started.elapsed().as_millis() as u64;
+    match result {
+        Ok(rows) => tracing::info!(rows, duration_ms, "job finished"),
+        Err(err) => {
+            tracing::error!(error = %format!("{err:#}"), duration_ms, "job failed; will retry next interval")
+        }
+    }
+}

@@ -1,0 +1,638 @@
+use chrono::{Duration, Utc};
+use phone_manager::jobs::Job;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{
+    devices::Devices,
+    helpers::{TestApp, assert_error, json_body},
+};
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// A valid fix taken `seconds_ago`.
+fn fix(seconds_ago: i64) -> Value {
+    json!({"timestamp": now_ms() - seconds_ago * 1000, "latitude": 48.1374, "longitude": 11.5755, "accuracy": 12.5})
+}
+
+fn single(device: Uuid, mut fields: Value) -> Value {
+    fields["device_id"] = json!(device);
+    fields
+}
+
+fn batch(device: Uuid, count: usize) -> Value {
+    json!({"device_id": device, "locations": (0..count).map(|n| fix(n as i64 + 1)).collect::<Vec<_>>()})
+}
+
+impl Devices {
+    pub async fn post(&self, path: &str, body: &Value, idempotency_key: Option<&str>) -> reqwest::Response {
+        self.post_as(&self.key, path, body, idempotency_key).await
+    }
+
+    pub async fn post_as(
+        &self,
+        key: &str,
+        path: &str,
+        body: &Value,
+        idem: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self.app.client.post(self.app.url(path)).header("X-API-Key", key).json(body);
+        if let Some(idem) = idem {
+            request = request.header("Idempotency-Key", idem);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn location_count(&self, device: Uuid) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM locations WHERE device_id = $1")
+            .bind(device)
+            .fetch_one(&self.app.pool)
+            .await
+            .unwrap()
+    }
+
+    /// A fresh registered device in group "fam".
+    pub async fn device(&self) -> Uuid {
+        let id = Uuid::new_v4();
+        self.register_ok(id, "Phone", "fam").await;
+        id
+    }
+}
+
+#[tokio::test]
+async fn a_single_fix_is_stored_with_every_field() {
+    let api = Devices::spawn().await;
+    let device = api.device().await;
+    let taken = now_ms() - 5_000;
+    let body = json!({
+        "device_id": device, "timestamp": taken, "latitude": -33.8688, "longitude": 151.2093,
+        "accuracy": 4.5, "altitude": 58.25, "bearing": 359.5, "speed": 2.75, "provider": "gps",
+        "battery_level": 77, "network_type": "wifi"
+    });
+    let response = api.post("/api/v1/locations", &body, None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(json_body(response).await, json!({"success": true, "processed_count": 1}));
+
+    let row: (f64, f64, f32, Option<f64>, Option<f32>, Option<f32>, Option<String>, Option<i16>, Option<String>, i64, bool) =
+        sqlx::query_as(
+            "SELECT latitude, longitude, accuracy, altitude, bearing, speed, provider, battery_level, network_type,
+                    (extract(epoch FROM captured_at) * 1000)::bigint, created_at > captured_at
+             FROM locations WHERE device_id = $1",
+        )
+        .bind(device)
+        .fetch_one(&api.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(row.0, -33.8688);
+    assert_eq!(row.1, 151.2093);
+    assert_eq!(row.2, 4.5);
+    assert_eq!(row.3, Some(58.25));
+    assert_eq!(row.4, Some(359.5));
+    assert_eq!(row.5, Some(2.75));
+    assert_eq!(row.6.as_deref(), Some("gps"));
+    assert_eq!(row.7, Some(77));
+    assert_eq!(row.8.as_deref(), Some("wifi"));
+    assert_eq!(row.9, taken, "captured_at comes from timestamp (ms)");
+    assert!(row.10, "created_at is the server's time");
+}
+
+#[tokio::test]
+async fn unknown_and_deactivated_devices_get_404() {
+    let api = Devices::spawn().await;
+    for path in ["/api/v1/locations", "/api/v1/locations/batch"] {
+        let body =
+            if path.ends_with("batch") { batch(Uuid::new_v4(), 2) } else { single(Uuid::new_v4(), fix(1)) };
+        let body = assert_error(api.post(path, &body, None).await, StatusCode::NOT_FOUND, "not_found").await;
+        assert_eq!(
+            body,
+            json!({"error": "not_found", "message": "Device not found. Please register first."})
+        );
+    }
+    let device = api.device().await;
+    api.delete(&device.to_string()).await;
+    let response = api.post("/api/v1/locations", &single(device, fix(1)), None).await;
+    assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
+    let response = api.post("/api/v1/locations/batch", &batch(device, 3), None).await;
+    assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
+    assert_eq!(api.location_count(device).await, 0);
+}
+
+#[tokio::test]
+async fn every_rule_at_and_beyond_its_bounds() {
+    let api = Devices::spawn().await;
+    let device = api.device().await;
+    let with = |field: &str, value: Value| {
+        let mut body = single(device, fix(1));
+        body[field] = value;
+        body
+    };
+    let now = now_ms();
+    let accepted = [
+        with("latitude", json!(-90.0)),
+        with("latitude", json!(90.0)),
+        with("longitude", json!(-180.0)),
+        with("longitude", json!(180.0)),
+        with("accuracy", json!(0.0)),
+        with("bearing", json!(0.0)),
+        with("bearing", json!(360.0)),
+        with("speed", json!(0.0)),
+        with("battery_level", json!(0)),
+        with("battery_level", json!(100)),
+        with("altitude", json!(-1_000_000.0)),
+        with("provider", json!("p".repeat(50))),
+        with("network_type", json!("n".repeat(50))),
+        with("timestamp", json!(now + 55_000)),
+        with("timestamp", json!(now - 7 * 86_400_000 + 60_000)),
+    ];
+    for body in &accepted {
+        let response = api.post("/api/v1/locations", body, None).await;
+        assert_eq!(response.status(), StatusCode::OK, "{body}");
+    }
+    let rejected = [
+        ("latitude", with("latitude", json!(-90.0001)), Some("Latitude must be between -90 and 90")),
+        ("latitude", with("latitude", json!(90.0001)), Some("Latitude must be between -90 and 90")),
+        ("longitude", with("longitude", json!(-180.0001)), Some("Longitude must be between -180 and 180")),
+        ("longitude", with("longitude", json!(180.0001)), Some("Longitude must be between -180 and 180")),
+        ("accuracy", with("accuracy", json!(-0.01)), Some("Accuracy must be non-negative")),
+        ("accuracy", with("accuracy", json!(1e300)), None),
+        ("bearing", with("bearing", json!(-0.01)), None),
+        ("bearing", with("bearing", json!(360.01)), None),
+        ("speed", with("speed", json!(-0.01)), None),
+        ("battery_level", with("battery_level", json!(-1)), None),
+        ("battery_level", with("battery_level", json!(101)), None),
+        ("altitude", with("altitude", json!(1_000_000.5)), None),
+        ("provider", with("provider", json!("p".repeat(51))), None),
+        ("provider", with("provider", json!("")), None),
+        ("network_type", with("network_type", json!("n".repeat(51))), None),
+        ("timestamp", with("timestamp", json!(now + 120_000)), Some("Timestamp must not be in the future")),
+        (
+            "timestamp",
+            with("timestamp", json!(now - 7 * 86_400_000 - 60_000)),
+            Some("Timestamp must not be older than 7 days"),
+        ),
+        ("device_id", with("device_id", json!("nope")), None),
+    ];
+    for (field, body, message) in &rejected {
+        let error = assert_error(
+            api.post("/api/v1/locations", body, None).await,
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+        )
+        .await;
+        assert_eq!(error["details"].as_array().unwrap().len(), 1, "{field}: {error}");
+        assert_eq!(error["details"][0]["field"], *field, "{error}");
+        if let Some(message) = message {
+            assert_eq!(error["details"][0]["message"], *message);
+        }
+    }
+    assert_eq!(
+        api.location_count(device).await,
+        accepted.len() as i64,
+        "nothing stored from rejected requests"
+    );
+}
+
+#[tokio::test]
+async fn non_numbers_nan_and_wrong_types_are_400() {
+    let api = Devices::spawn().await;
+    let device = api.device().await;
+    for raw in [
+        format!(
+            r#"{{"device_id":"{device}","timestamp":{},"latitude":NaN,"longitude":1,"accuracy":1}}"#,
+            now_ms()
+        ),
+        format!(
+            r#"{{"device_id":"{device}","timestamp":{},"latitude":1e999,"longitude":1,"accuracy":1}}"#,
+            now_ms()
+        ),
+        format!(
+            r#"{{"device_id":"{device}","timestamp":"yesterday","latitude":1,"longitude":1,"accuracy":1}}"#
+        ),
+        format!(
+            r#"{{"device_id":"{device}","timestamp":{},"latitude":1,"longitude":1,"accuracy":1,"battery_level":50.5}}"#,
+            now_ms()
+        ),
+    ] {
+        let response = api
+            .app
+            .client
+            .post(api.app.url("/api/v1/locations"))
+            .header("X-API-Key", &api.key)
+            .header("Content-Type", "application/json")
+            .body(raw.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, StatusCode::BAD_REQUEST, "validation_error").await;
+    }
+    let missing = json!({"device_id": device, "latitude": 1.0, "longitude": 1.0});
+    let error = assert_error(
+        api.post("/api/v1/locations", &missing, None).await,
+        StatusCode::BAD_REQUEST,
+        "validation_error",
+    )
+    .await;
+    assert_eq!(error["details"][0]["field"], "timestamp");
+    assert_eq!(api.location_count(device).await, 0);
+}
+
+#[tokio::test]
+async fn batches_of_one_and_of_the_maximum_are_stored() {
+    let api = Devices::spawn().await;
+    let device = api.device().await;
+    let response = api.post("/api/v1/locations/batch", &batch(device, 1), None).await;
+    assert_eq!(json_body(response).await, json!({"success": true, "processed_count": 1}));
+    let response = api.post("/api/v1/locations/batch", &batch(device, 50), None).await;
+    assert_eq!(json_body(response).await, json!({"success": true, "processed_count": 50}));
+    assert_eq!(api.location_count(device).await, 51);
+}
+
+#[tokio::test]
+async fn empty_and_oversized_batches_are_400() {
+    let api = Devices::spawn().await;
+    let device = api.device().await;
+    for count in [0, 51] {
+        let error = assert_error(
+            api.post("/api/v1/locations/batch", &batch(device, count), None).await,
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+        )
+        .await;
+        assert_eq!(
+            error["details"],
+            json!([{"field": "locations", "message": "must hold 1 to 50 locations"}])
+        );
+    }
+    assert_eq!(api.location_count(device).await, 0);
+}
+
+#[tokio::test]
+async fn one_bad_fix_rejects_the_whole_batch_with_every_problem_listed() {
+    let api = Devices::spawn().await;
+    let device = api.device().await;
+    let mut body = batch(device, 50);
+    body["locations"][3]["latitude"] = json!(91.0);
+    body["locations"][17]["battery_level"] = json!(140);
+    body["locations"][17]["accuracy"] = json!(-1.0);
+    let error = assert_error(
+        api.post("/api/v1/locations/batch", &body, None).await,
+        StatusCode::BAD_REQUEST,
+        "validation_error",
+    )
+    .await;
+    let fields: Vec<&str> =
+        error["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["locations[17].accuracy", "locations[17].battery_level", "locations[3].latitude"]);
+    assert_eq!(error["details"][2]["message"], "Latitude must be between -90 and 90");
+    assert_eq!(api.location_count(device).await, 0, "nothing stored from a rejected batch");
+
+    // A wrong type deep in the batch names its path too.
+    let mut body = batch(device, 5);
+    body["locations"][4]["longitude"] = json!("east");
+    let error = assert_error(
+        api.post("/api/v1/locations/batch", &body, None).await,
+        StatusCode::BAD_REQUEST,
+        "validation_error",
+    )
+    .await;
+    assert_eq!(error["details"][0]["field"], "locations[4].longitude");
+}
+
+#[tokio::test]
+async fn a_batch_over_the_body_limit_is_413() {
+    let app = TestApp::spawn_with(|s| s.limits.max_body_bytes = 4096).await;
+    let key = app.create_key(false).await.key;
+    let api = Devices { app, key };
+    let device = api.device().await;
+    let error = assert_error(
+        api.post("/api/v1/locations/batch", &batch(device, 50), None).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    )
+    .await;
+    assert_eq!(error["message"], "Request exceeds maximum size of 4096 bytes");
+}
+
+#[tokio::test]
+async fn idempotent_retries_replay_the_first_answer() {
+    let api = Devices::spawn().await;
+    let device = api.device().await;
+    for (path, body, count) in
+        [("/api/v1/locations", single(device, fix(1)), 1), ("/api/v1/locations/batch", batch(device, 25), 25)]
+    {
+        let key = Uuid::new_v4().to_string();
+        let before = api.location_count(device).await;
+        let first = api.post(path, &body, Some(&key)).await;
+        assert_eq!(first.status(), StatusCode::OK);
+        assert!(first.headers().get("idempotent-replayed").is_none());
+        let first = json_body(first).await;
+        for _ in 0..3 {
+            let again = api.post(path, &body, Some(&key)).await;
+            assert_eq!(again.status(), StatusCode::OK);
+            assert_eq!(again.headers()["idempotent-replayed"], "true");
+            assert_eq!(json_body(again).await, first, "same body");
+        }
+        assert_eq!(api.location_count(device).await, before + count, "one set of rows for {path}");
+    }
+}
+
+#[tokio::test]
+async fn reusing_a_key_for_another_request_is_422() {
+    let api = Devices::spawn().await;
+    let device = api.device().await;
+    let body = single(device, fix(1));
+    assert_eq!(api.post("/api/v1/locations", &body, Some("key-1")).await.status(), StatusCode::OK);
+    let other = single(device, fix(2));
+    let error = assert_error(
+        api.post("/api/v1/locations", &other, Some("key-1")).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+    )
+    .await;
+    assert!(error["message"].as_str().unwrap().contains("different request"));
+    assert_eq!(api.location_count(device).await, 1);
+
+    // Formatting differences are not a different request: same fields, other key order.
+    let reordered = format!(
+        r#"{{"accuracy": {}, "longitude": {}, "latitude": {}, "timestamp": {}, "device_id": "{device}"}}"#,
+        body["accuracy"], body["longitude"], body["latitude"], body["timestamp"]
+    );
+    let response = api
+        .app
+        .client
+        .post(api.app.url("/api/v1/locations"))
+        .header("X-API-Key", &api.key)
+        .header("Idempotency-Key", "key-1")
+        .header("Content-Type", "application/json")
+        .body(reordered)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["idempotent-replayed"], "true");
+}
+
+#[tokio::test]
+async fn keys_are_scoped_to_the_api_key() {
+    let api = Devices::spawn().await;
+    let device = api.device().await;
+    let other_key = api.app.create_key(false).await.key;
+    let body = single(device, fix(1));
+    assert_eq!(api.post("/api/v1/locations", &body, Some("shared")).await.status(), StatusCode::OK);
+    let response = api.post_as(&other_key, "/api/v1/locations", &body, Some("shared")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get("idempotent-replayed").is_none(), "another API key: a new request");
+    assert_eq!(api.location_count(device).await, 2);
+}
+
+#[tokio::test]
+async fn a_failed_request_does_not_burn_its_key() {
+    let api = Devices::spawn().await;
+    let device = Uuid::new_v4();
+    let body = single(device, fix(1));
+    let response = api.post("/api/v1/locations", &body, Some("retry-me")).await;
+    assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
+    api.register_ok(device, "Late phone", "fam").await;
+    let response = api.post("/api/v1/locations", &body, Some("retry-me")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get("idempotent-replayed").is_none());
+    assert_eq!(api.location_count(device).await, 1);
+}
+
+#[tokio::test]
+async fn malformed_idempotency_keys_are_400() {
+    let api = Devices::spawn().await;
+    let device = api.device().await;
+    let long = "k".repeat(256);
+    for key in ["", long.as_str(), "with space"] {
+        let error = assert_error(
+            api.post("/api/v1/locations", &single(device, fix(1)), Some(key)).await,
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+        )
+        .await;
+        assert_eq!(error["details"][0]["field"], "Idempotency-Key");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_duplicates_insert_once() {
+    let app = TestApp::spawn_with(|s| s.database.max_connections = 10).await;
+    let key = app.create_key(false).await.key;
+    let api = Devices { app, key };
+    let device = api.device().await;
+    let body = batch(device, 20);
+    for round in 0..5 {
+        let idem = format!("dup-{round}");
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(10));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..10 {
+            let (client, url, key, body, idem, barrier) = (
+                api.app.client.clone(),
+                api.app.url("/api/v1/locations/batch"),
+                api.key.clone(),
+                body.clone(),
+                idem.clone(),
+                barrier.clone(),
+            );
+            tasks.spawn(async move {
+                barrier.wait().await;
+                let response = client
+                    .post(url)
+                    .header("X-API-Key", key)
+                    .header("Idempotency-Key", idem)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                (response.status(), response.json::<Value>().await.unwrap())
+            });
+        }
+        while let Some(result) = tasks.join_next().await {
+            let (status, body) = result.unwrap();
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(body, json!({"success": true, "processed_count": 20}));
+        }
+        assert_eq!(api.location_count(device).await, 20 * (round + 1), "round {round}: one insert");
+    }
+}
+
+#[tokio::test]
+async fn the_group_listing_shows_the_newest_fix_by_capture_time() {
+    let api = Devices::spawn().await;
+    let (walker, idle) = (api.device().await, api.device().await);
+    api.register_ok(idle, "Idle phone", "fam").await;
+    // Uploaded in this order: the newest capture (10 s ago) arrives before an older one (1 h ago).
+    let newest = json!({"timestamp": now_ms() - 10_000, "latitude": 1.5, "longitude": 2.5, "accuracy": 3.5});
+    let older =
+        json!({"timestamp": now_ms() - 3_600_000, "latitude": -1.0, "longitude": -2.0, "accuracy": 9.0});
+    api.post("/api/v1/locations", &single(walker, newest.clone()), None).await;
+    api.post("/api/v1/locations", &single(walker, older), None).await;
+
+    let devices = api.list("fam").await;
+    let walking = devices.iter().find(|d| d["device_id"] == walker.to_string()).unwrap();
+    let last = &walking["last_location"];
+    assert_eq!(last["latitude"], 1.5);
+    assert_eq!(last["longitude"], 2.5);
+    assert_eq!(last["accuracy"], 3.5);
+    let timestamp = chrono::DateTime::parse_from_rfc3339(last["timestamp"].as_str().unwrap()).unwrap();
+    assert_eq!(timestamp.timestamp_millis(), newest["timestamp"].as_i64().unwrap());
+    let idle = devices.iter().find(|d| d["device_id"] == idle.to_string()).unwrap();
+    assert!(idle["last_location"].is_null(), "null when a device has no fix");
+}
+
+#[tokio::test]
+async fn uploads_mark_the_device_seen_without_touching_updated_at() {
+    let api = Devices::spawn().await;
+    let device = api.device().await;
+    sqlx::query("UPDATE devices SET last_seen_at = now() - interval '1 day' WHERE device_id = $1")
+        .bind(device)
+        .execute(&api.app.pool)
+        .await
+        .unwrap();
+    let updated_before: chrono::DateTime<Utc> =
+        sqlx::query_scalar("SELECT updated_at FROM devices WHERE device_id = $1")
+            .bind(device)
+            .fetch_one(&api.app.pool)
+            .await
+            .unwrap();
+    api.post("/api/v1/locations", &single(device, fix(1)), None).await;
+    let mut seen = None;
+    for _ in 0..50 {
+        let at: chrono::DateTime<Utc> =
+            sqlx::query_scalar("SELECT last_seen_at FROM devices WHERE device_id = $1")
+                .bind(device)
+                .fetch_one(&api.app.pool)
+                .await
+                .unwrap();
+        if Utc::now() - at < Duration::seconds(30) {
+            seen = Some(at);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(seen.is_some(), "last_seen_at moves after an upload");
+    let updated_after: chrono::DateTime<Utc> =
+        sqlx::query_scalar("SELECT updated_at FROM devices WHERE device_id = $1")
+            .bind(device)
+            .fetch_one(&api.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(updated_before, updated_after, "activity is not a registration change");
+}
+
+mod jobs {
+    use super::*;
+
+    async fn insert_aged(app: &TestApp, device: Uuid, days_old: i32, count: i32) {
+        sqlx::query(
+            "INSERT INTO locations (device_id, latitude, longitude, accuracy, captured_at, created_at)
+             SELECT $1, 1, 1, 1, now() - make_interval(days => $2), now() - make_interval(days => $2)
+             FROM generate_series(1, $3)",
+        )
+        .bind(device)
+        .bind(days_old)
+        .bind(count)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn retention_deletes_only_old_rows_in_batches() {
+        let api = Devices::spawn().await;
+        let device = api.device().await;
+        insert_aged(&api.app, device, 31, 25).await;
+        insert_aged(&api.app, device, 29, 7).await;
+        let mut settings = crate::helpers::test_settings(&api.app.db.url);
+        settings.jobs.delete_batch_size = 10; // forces three batches
+        let deleted = Job::LocationRetention.run_once(&api.app.pool, &settings).await.unwrap();
+        assert_eq!(deleted, 25);
+        assert_eq!(api.location_count(device).await, 7, "rows inside the retention period stay");
+    }
+
+    #[tokio::test]
+    async fn the_scheduler_runs_jobs_on_their_interval() {
+        let app = TestApp::spawn_with(|s| {
+            s.jobs.location_retention_interval_secs = 1;
+            s.jobs.group_stats_refresh_interval_secs = 1;
+            s.jobs.idempotency_cleanup_interval_secs = 1;
+            s.limits.location_retention_days = 30;
+        })
+        .await;
+        let key = app.create_key(false).await.key;
+        let api = Devices { app, key };
+        let device = api.device().await;
+        insert_aged(&api.app, device, 40, 5).await;
+        assert_eq!(
+            api.post("/api/v1/locations", &single(device, fix(1)), Some("old")).await.status(),
+            StatusCode::OK
+        );
+        sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '2 days', expires_at = now() - interval '1 day'")
+            .execute(&api.app.pool)
+            .await
+            .unwrap();
+
+        let mut done = false;
+        for _ in 0..60 {
+            let (locations, keys, groups): (i64, i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM locations), (SELECT count(*) FROM idempotency_keys),
+                        (SELECT count(*) FROM group_member_counts WHERE group_id = 'fam' AND active_count = 1)",
+            )
+            .fetch_one(&api.app.pool)
+            .await
+            .unwrap();
+            if (locations, keys, groups) == (1, 0, 1) {
+                done = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(done, "retention, idempotency expiry and the view refresh all ran");
+    }
+
+    #[tokio::test]
+    async fn the_group_stats_view_refreshes() {
+        let api = Devices::spawn().await;
+        for n in 0..3 {
+            api.register_ok(Uuid::new_v4(), &format!("P{n}"), "stats").await;
+        }
+        let gone = api.device().await;
+        api.delete(&gone.to_string()).await;
+        let settings = crate::helpers::test_settings(&api.app.db.url);
+        let groups = Job::GroupStatsRefresh.run_once(&api.app.pool, &settings).await.unwrap();
+        assert_eq!(groups, 2);
+        let counts: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT group_id, active_count, total_count FROM group_member_counts ORDER BY group_id",
+        )
+        .fetch_all(&api.app.pool)
+        .await
+        .unwrap();
+        assert_eq!(counts, [("fam".to_owned(), 0, 1), ("stats".to_owned(), 3, 3)]);
+    }
+
+    #[tokio::test]
+    async fn idempotency_expiry_keeps_live_keys() {
+        let api = Devices::spawn().await;
+        let device = api.device().await;
+        for key in ["a", "b", "c"] {
+            let mut body = single(device, fix(1));
+            body["latitude"] = json!(key.len());
+            api.post("/api/v1/locations", &body, Some(key)).await;
+        }
+        sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '2 days', expires_at = now() - interval '1 day' WHERE id IN (SELECT id FROM idempotency_keys ORDER BY id LIMIT 2)")
+            .execute(&api.app.pool)
+            .await
+            .unwrap();
+        let settings = crate::helpers::test_settings(&api.app.db.url);
+        assert_eq!(Job::IdempotencyExpiry.run_once(&api.app.pool, &settings).await.unwrap(), 2);
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
+            .fetch_one(&api.app.pool)
+            .await
+            .unwrap();
+        assert_eq!(left, 1);
+    }
+}
