@@ -76,27 +76,41 @@ async fn a_single_fix_is_stored_with_every_field() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(json_body(response).await, json!({"success": true, "processed_count": 1}));
 
-    let row: (f64, f64, f32, Option<f64>, Option<f32>, Option<f32>, Option<String>, Option<i16>, Option<String>, i64, bool) =
-        sqlx::query_as(
-            "SELECT latitude, longitude, accuracy, altitude, bearing, speed, provider, battery_level, network_type,
-                    (extract(epoch FROM captured_at) * 1000)::bigint, created_at > captured_at
-             FROM locations WHERE device_id = $1",
-        )
-        .bind(device)
-        .fetch_one(&api.app.pool)
-        .await
-        .unwrap();
-    assert_eq!(row.0, -33.8688);
-    assert_eq!(row.1, 151.2093);
-    assert_eq!(row.2, 4.5);
-    assert_eq!(row.3, Some(58.25));
-    assert_eq!(row.4, Some(359.5));
-    assert_eq!(row.5, Some(2.75));
-    assert_eq!(row.6.as_deref(), Some("gps"));
-    assert_eq!(row.7, Some(77));
-    assert_eq!(row.8.as_deref(), Some("wifi"));
-    assert_eq!(row.9, taken, "captured_at comes from timestamp (ms)");
-    assert!(row.10, "created_at is the server's time");
+    #[derive(sqlx::FromRow)]
+    struct Stored {
+        latitude: f64,
+        longitude: f64,
+        accuracy: f32,
+        altitude: Option<f64>,
+        bearing: Option<f32>,
+        speed: Option<f32>,
+        provider: Option<String>,
+        battery_level: Option<i16>,
+        network_type: Option<String>,
+        captured_ms: i64,
+        created_after_capture: bool,
+    }
+    let row: Stored = sqlx::query_as(
+        "SELECT latitude, longitude, accuracy, altitude, bearing, speed, provider, battery_level, network_type,
+                (extract(epoch FROM captured_at) * 1000)::bigint AS captured_ms,
+                created_at > captured_at AS created_after_capture
+         FROM locations WHERE device_id = $1",
+    )
+    .bind(device)
+    .fetch_one(&api.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(row.latitude, -33.8688);
+    assert_eq!(row.longitude, 151.2093);
+    assert_eq!(row.accuracy, 4.5);
+    assert_eq!(row.altitude, Some(58.25));
+    assert_eq!(row.bearing, Some(359.5));
+    assert_eq!(row.speed, Some(2.75));
+    assert_eq!(row.provider.as_deref(), Some("gps"));
+    assert_eq!(row.battery_level, Some(77));
+    assert_eq!(row.network_type.as_deref(), Some("wifi"));
+    assert_eq!(row.captured_ms, taken, "captured_at comes from timestamp (ms)");
+    assert!(row.created_after_capture, "created_at is the server's time");
 }
 
 #[tokio::test]
