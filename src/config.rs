@@ -28,6 +28,8 @@ pub struct ServerSettings {
     pub port: u16,
     pub request_timeout_secs: u64,
     pub shutdown_grace_secs: u64,
+    pub header_read_timeout_secs: u64,
+    pub max_concurrent_requests: usize,
 }
 
 #[derive(Clone, Deserialize)]
@@ -63,6 +65,17 @@ pub struct SecuritySettings {
     pub rate_limit_per_minute: u32,
     pub admin_rate_limit_per_minute: u32,
     pub export_rate_limit_per_hour: u32,
+    pub rate_limit_backend: RateLimitBackend,
+    pub redis_url: String,
+    pub redis_key_prefix: String,
+    pub hsts_max_age_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitBackend {
+    Local,
+    Redis,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -137,6 +150,8 @@ impl Settings {
             return Err(ConfigError::invalid("server.host", "must not be empty"));
         }
         at_least("server.request_timeout_secs", self.server.request_timeout_secs, 1)?;
+        at_least("server.header_read_timeout_secs", self.server.header_read_timeout_secs, 1)?;
+        at_least("server.max_concurrent_requests", self.server.max_concurrent_requests as u64, 1)?;
         let db = &self.database;
         if !(db.url.starts_with("postgres://") || db.url.starts_with("postgresql://")) {
             return Err(ConfigError::invalid("database.url", "must be a postgres:// or postgresql:// URL"));
@@ -161,6 +176,10 @@ impl Settings {
             1,
         )?;
         at_least("security.export_rate_limit_per_hour", self.security.export_rate_limit_per_hour.into(), 1)?;
+        if self.security.rate_limit_backend == RateLimitBackend::Redis {
+            redis::Client::open(self.security.redis_url.as_str())
+                .map_err(|e| ConfigError::invalid("security.redis_url", e))?;
+        }
         at_least("limits.max_devices_per_group", self.limits.max_devices_per_group.into(), 1)?;
         at_least("limits.max_batch_size", self.limits.max_batch_size.into(), 1)?;
         at_least("limits.location_retention_days", self.limits.location_retention_days.into(), 1)?;
@@ -181,6 +200,17 @@ impl ServerSettings {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs)
+    }
+}
+
+impl SecuritySettings {
+    /// Configured CORS origins without blanks (an empty environment value means none).
+    pub fn cors_origins(&self) -> Vec<&str> {
+        self.cors_origins.iter().map(|o| o.trim()).filter(|o| !o.is_empty()).collect()
     }
 }
 

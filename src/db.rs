@@ -1,5 +1,16 @@
 //! Everything that speaks SQL: the pool, the embedded migrations and one repository per table
-//! family. Nothing outside this module writes a query.
+//! family. Nothing outside this module writes a query, and every statement a repository sends
+//! goes through [`observe!`], so each one has a span and a duration metric.
+
+/// Runs a `sqlx` query through [`observe`]:
+/// `observe!("SELECT", "devices", sqlx::query!(...), fetch_one(executor))`.
+macro_rules! observe {
+    ($operation:literal, $table:literal, $query:expr, $fetch:ident($executor:expr)) => {{
+        let query = $query;
+        let statement = sqlx::Execute::sql(&query);
+        $crate::db::observe($operation, $table, statement, query.$fetch($executor)).await
+    }};
+}
 
 pub mod api_keys;
 pub mod devices;
@@ -7,7 +18,10 @@ pub mod health;
 pub mod idempotency;
 pub mod locations;
 
-use std::time::Duration;
+use std::{
+    future::Future,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context;
 use sqlx::{
@@ -16,7 +30,9 @@ use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 
-use crate::config::DatabaseSettings;
+use tracing::{Instrument, field::Empty};
+
+use crate::{config::DatabaseSettings, metrics};
 
 /// The numbered migrations in `migrations/`, compiled into the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -88,6 +104,49 @@ async fn ensure_database_exists(options: &PgConnectOptions) -> anyhow::Result<()
 
 fn sqlstate(err: &sqlx::Error) -> Option<String> {
     err.as_database_error().and_then(|db| db.code()).map(|code| code.into_owned())
+}
+
+/// Runs one statement inside a `db.query` client span carrying the OpenTelemetry database
+/// attributes (statement text with placeholders, never values) and records its duration in
+/// `database_query_duration_seconds{operation,table}`. Errors are recorded on the span.
+pub async fn observe<T>(
+    operation: &'static str,
+    table: &'static str,
+    statement: &str,
+    query: impl Future<Output = sqlx::Result<T>>,
+) -> sqlx::Result<T> {
+    let span = tracing::debug_span!(
+        "db.query",
+        otel.name = %format_args!("{operation} {table}"),
+        otel.kind = "client",
+        otel.status_code = Empty,
+        db.system.name = "postgresql",
+        db.operation.name = operation,
+        db.collection.name = table,
+        db.query.text = statement,
+        error.type = Empty,
+    );
+    let started = Instant::now();
+    let result = query.instrument(span.clone()).await;
+    metrics::record_query(operation, table, started.elapsed());
+    if let Err(err) = &result {
+        span.record("otel.status_code", "ERROR");
+        span.record("error.type", error_type(err));
+    }
+    result
+}
+
+fn error_type(err: &sqlx::Error) -> &'static str {
+    match err {
+        sqlx::Error::Database(_) => "database_error",
+        sqlx::Error::RowNotFound => "row_not_found",
+        sqlx::Error::PoolTimedOut => "pool_timed_out",
+        sqlx::Error::PoolClosed => "pool_closed",
+        sqlx::Error::Io(_) => "io",
+        sqlx::Error::Tls(_) => "tls",
+        sqlx::Error::Protocol(_) => "protocol",
+        _ => "other",
+    }
 }
 
 /// Quotes an SQL identifier: `my"db` → `"my""db"`.

@@ -13,6 +13,11 @@ use utoipa::ToSchema;
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// The `X-RateLimit-*` headers: the limit, what is left of it, and seconds until it is whole.
+pub const RATE_LIMIT_LIMIT: &str = "x-ratelimit-limit";
+pub const RATE_LIMIT_REMAINING: &str = "x-ratelimit-remaining";
+pub const RATE_LIMIT_RESET: &str = "x-ratelimit-reset";
+
 /// One invalid input field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[schema(example = json!({"field": "latitude", "message": "must be between -90 and 90"}))]
@@ -38,8 +43,9 @@ impl FieldError {
 }))]
 pub struct ErrorBody {
     /// Machine-readable code: `validation_error`, `unauthorized`, `forbidden`, `not_found`,
-    /// `method_not_allowed`, `conflict`, `payload_too_large`, `idempotency_key_reused`,
-    /// `rate_limit_exceeded`, `service_unavailable` or `internal_error`.
+    /// `method_not_allowed`, `request_timeout`, `conflict`, `payload_too_large`,
+    /// `idempotency_key_reused`, `rate_limit_exceeded`, `service_unavailable` or
+    /// `internal_error`.
     pub error: &'static str,
     /// Human-readable explanation.
     pub message: String,
@@ -69,8 +75,10 @@ pub enum ApiError {
     PayloadTooLarge { limit_bytes: Option<usize> },
     #[error("{0}")]
     IdempotencyKeyReused(String),
-    #[error("Rate limit of {limit} exceeded")]
-    RateLimited { limit: String, retry_after: u64 },
+    #[error("Rate limit of {limit} requests/{per} exceeded")]
+    RateLimited { limit: u32, per: &'static str, retry_after: u64, reset_after: u64 },
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("{0}")]
     ServiceUnavailable(String),
     /// Anything unexpected. The cause is logged, never sent.
@@ -100,6 +108,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -116,6 +125,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::IdempotencyKeyReused(_) => "idempotency_key_reused",
             Self::RateLimited { .. } => "rate_limit_exceeded",
+            Self::RequestTimeout(_) => "request_timeout",
             Self::ServiceUnavailable(_) => "service_unavailable",
             Self::Internal(_) => "internal_error",
         }
@@ -125,9 +135,7 @@ impl ApiError {
         let error = self.code();
         let (message, details, retry_after) = match self {
             Self::Validation { message, details } => (message, details, None),
-            Self::RateLimited { ref limit, retry_after } => {
-                (format!("Rate limit of {limit} exceeded"), Vec::new(), Some(retry_after))
-            }
+            Self::RateLimited { retry_after, .. } => (self.to_string(), Vec::new(), Some(retry_after)),
             Self::Internal(_) => ("An unexpected error occurred".to_owned(), Vec::new(), None),
             other => (other.to_string(), Vec::new(), None),
         };
@@ -145,13 +153,19 @@ impl IntoResponse for ApiError {
             Self::ServiceUnavailable(reason) => tracing::warn!(%reason, "service unavailable"),
             _ => {}
         }
-        let retry_after = match &self {
-            Self::RateLimited { retry_after, .. } => Some(*retry_after),
+        let limited = match &self {
+            Self::RateLimited { limit, retry_after, reset_after, .. } => {
+                Some((*limit, *retry_after, *reset_after))
+            }
             _ => None,
         };
         let mut response = (status, axum::Json(self.body())).into_response();
-        if let Some(seconds) = retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        if let Some((limit, retry_after, reset_after)) = limited {
+            let headers = response.headers_mut();
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            headers.insert(RATE_LIMIT_LIMIT, HeaderValue::from(limit));
+            headers.insert(RATE_LIMIT_REMAINING, HeaderValue::from(0));
+            headers.insert(RATE_LIMIT_RESET, HeaderValue::from(reset_after));
         }
         response
     }
@@ -247,7 +261,7 @@ mod tests {
 
     #[test]
     fn rate_limit_carries_retry_after() {
-        let err = ApiError::RateLimited { limit: "100 requests/minute".into(), retry_after: 45 };
+        let err = ApiError::RateLimited { limit: 100, per: "minute", retry_after: 45, reset_after: 60 };
         assert_eq!(
             body_json(err),
             serde_json::json!({

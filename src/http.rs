@@ -4,14 +4,19 @@ pub mod extract;
 pub mod middleware;
 pub mod routes;
 
+use std::time::Duration;
+
 use axum::{
     Extension, Router,
+    error_handling::HandleErrorLayer,
     extract::DefaultBodyLimit,
-    http::{StatusCode, Uri},
+    http::{HeaderName, Method, StatusCode, Uri, header},
+    middleware::{from_fn, from_fn_with_state},
 };
-use tower::ServiceBuilder;
+use tower::{BoxError, ServiceBuilder};
 use tower_http::{
     catch_panic::CatchPanicLayer,
+    cors::{AllowOrigin, CorsLayer},
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     timeout::TimeoutLayer,
     trace::TraceLayer,
@@ -20,7 +25,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{error::ApiError, openapi::ApiDoc, state::AppState};
+use crate::{config::SecuritySettings, error::ApiError, openapi::ApiDoc, state::AppState};
 use extract::BodyLimit;
 use middleware::{errors, request_log};
 
@@ -38,6 +43,7 @@ fn routes(
         .merge(routes::locations::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::health::router())
+        .merge(routes::metrics::router())
         .nest("/api/v1", protect(authenticated))
 }
 
@@ -48,16 +54,23 @@ pub fn api_router() -> OpenApiRouter<AppState> {
 
 /// The complete service: routes, docs, fallbacks and the middleware stack.
 pub fn app(state: AppState) -> Router {
-    let auth = axum::middleware::from_fn_with_state(state.clone(), middleware::auth::require_api_key);
-    let (router, spec) = routes(|router| router.route_layer(auth)).split_for_parts();
-    let body_limit = state.settings.limits.max_body_bytes;
-    let timeout = state.settings.server.request_timeout();
+    let settings = state.settings.clone();
+    // route_layer: the last added runs first, so the key is known before its limit is checked.
+    let (router, spec) = routes(|router| {
+        router
+            .route_layer(from_fn_with_state(state.clone(), middleware::rate_limit::limit_per_key))
+            .route_layer(from_fn_with_state(state.clone(), middleware::auth::require_api_key))
+    })
+    .split_for_parts();
+    let body_limit = settings.limits.max_body_bytes;
 
-    router
+    let routed = router
+        .merge(routes::legacy::router())
         .merge(SwaggerUi::new("/docs").url(OPENAPI_JSON_PATH, spec))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // Outermost first: the request id exists before the span that logs it.
+        // Outermost first: the request id exists before the span that logs it; CORS answers
+        // preflights before anything asks for a key.
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -69,13 +82,72 @@ pub fn app(state: AppState) -> Router {
                         .on_response(request_log::log_response)
                         .on_failure(()),
                 )
+                .layer(from_fn(middleware::metrics::record))
+                .layer(from_fn_with_state(state.clone(), middleware::security_headers::add))
+                .option_layer(cors(&settings.security))
                 .layer(CatchPanicLayer::custom(errors::panic_response))
                 .layer(axum::middleware::map_response(errors::ensure_json_errors))
-                .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    settings.server.request_timeout(),
+                ))
                 .layer(Extension(BodyLimit(body_limit)))
                 .layer(DefaultBodyLimit::max(body_limit)),
         )
-        .with_state(state)
+        .with_state(state);
+
+    // Router::layer wraps each route separately; the concurrency cap must be one for the whole
+    // service, so it wraps the routed service as a single fallback. Beyond the cap, requests
+    // are refused at once (503) rather than queued behind a slow backlog.
+    Router::new().fallback_service(routed).layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(|_: BoxError| async {
+                ApiError::ServiceUnavailable("The server is at capacity; retry shortly".into())
+            }))
+            .load_shed()
+            .concurrency_limit(settings.server.max_concurrent_requests),
+    )
+}
+
+/// CORS for browser clients: any origin with `*`, else exactly the configured ones.
+fn cors(security: &SecuritySettings) -> Option<CorsLayer> {
+    let origins = security.cors_origins();
+    if origins.is_empty() {
+        return None;
+    }
+    let allow_origin = if origins.contains(&"*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|origin| match origin.parse() {
+            Ok(value) => Some(value),
+            Err(_) => {
+                tracing::warn!(%origin, "ignoring an invalid CORS origin");
+                None
+            }
+        }))
+    };
+    let header = HeaderName::from_static;
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow_origin)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::ACCEPT,
+                header("x-api-key"),
+                header("idempotency-key"),
+                header("x-request-id"),
+            ])
+            .expose_headers([
+                header("x-request-id"),
+                header::RETRY_AFTER,
+                header("x-ratelimit-limit"),
+                header("x-ratelimit-remaining"),
+                header("x-ratelimit-reset"),
+                header("idempotent-replayed"),
+            ])
+            .max_age(Duration::from_secs(3600)),
+    )
 }
 
 async fn not_found(uri: Uri) -> ApiError {

@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use tokio::{sync::watch, task::JoinSet};
 use tracing::Instrument;
 
-use crate::config::Settings;
+use crate::{config::Settings, metrics};
 
 /// A periodic job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +109,9 @@ async fn execute(job: Job, pool: &PgPool, settings: &Settings) {
     tracing::info!("job started");
     let started = Instant::now();
     let result = job.run_once(pool, settings).await;
-    let duration_ms = started.elapsed().as_millis() as u64;
+    let elapsed = started.elapsed();
+    let duration_ms = elapsed.as_millis() as u64;
+    metrics::job_finished(job.name(), elapsed, result.is_ok());
     match result {
         Ok(rows) => tracing::info!(rows, duration_ms, "job finished"),
         Err(err) => {

@@ -14,6 +14,7 @@ pub mod tags {
     pub const HEALTH: &str = "health";
     pub const KEYS: &str = "keys";
     pub const LOCATIONS: &str = "locations";
+    pub const OPERATIONS: &str = "operations";
 }
 
 #[derive(OpenApi)]
@@ -37,6 +38,7 @@ pub mod tags {
         (name = "health", description = "Liveness, readiness and dependency health; no key needed"),
         (name = "keys", description = "The calling API key"),
         (name = "locations", description = "Location uploads, single and batch, with idempotent retries"),
+        (name = "operations", description = "Prometheus metrics; no key needed"),
     ),
     components(
         schemas(ErrorBody, FieldError),
@@ -50,6 +52,7 @@ pub mod tags {
             responses::IdempotencyKeyReused,
             responses::PayloadTooLarge,
             responses::RateLimited,
+            responses::RequestTimeout,
             responses::ServiceUnavailable,
             responses::InternalError,
         ),
@@ -119,15 +122,26 @@ pub mod responses {
     #[response(example = json!({"error": "payload_too_large", "message": "Request exceeds maximum size of 1048576 bytes"}))]
     pub struct PayloadTooLarge(pub ErrorBody);
 
-    /// Too many requests for this API key; retry after `retry_after` seconds.
+    /// Too many requests for this API key (100/minute for standard keys, 1000/minute for admin
+    /// keys, 10 data exports/hour); retry after `retry_after` seconds.
     #[derive(ToResponse)]
     #[response(
         example = json!({"error": "rate_limit_exceeded", "message": "Rate limit of 100 requests/minute exceeded", "retry_after": 45}),
-        headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))
+        headers(
+            ("Retry-After" = u64, description = "Seconds to wait before retrying"),
+            ("X-RateLimit-Limit" = u32, description = "Requests allowed per period"),
+            ("X-RateLimit-Remaining" = u32, description = "Requests left now (0)"),
+            ("X-RateLimit-Reset" = u64, description = "Seconds until the full limit is available again"),
+        )
     )]
     pub struct RateLimited(pub ErrorBody);
 
-    /// A dependency (the database) is temporarily unavailable, or the request timed out.
+    /// The request did not complete within the server's timeout (30 s by default).
+    #[derive(ToResponse)]
+    #[response(example = json!({"error": "request_timeout", "message": "The request did not complete in time"}))]
+    pub struct RequestTimeout(pub ErrorBody);
+
+    /// A dependency (the database) is temporarily unavailable, or the server is at capacity.
     #[derive(ToResponse)]
     #[response(example = json!({"error": "service_unavailable", "message": "Database temporarily unavailable"}))]
     pub struct ServiceUnavailable(pub ErrorBody);

@@ -1,16 +1,25 @@
 //! Building and running the service: bind, serve, and stop gracefully.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr, pin::pin, sync::Arc, time::Duration};
 
 use anyhow::Context;
+use axum::{body::Body, extract::ConnectInfo, http::Request};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
 use crate::{
     config::Settings,
     db,
     domain::last_seen::{self, LastSeen},
-    http, jobs,
+    http, jobs, metrics,
+    rate_limit::RateLimiter,
     state::AppState,
 };
 
@@ -37,8 +46,14 @@ impl Application {
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener =
             TcpListener::bind(&address).await.with_context(|| format!("cannot listen on {address}"))?;
-        let last_seen = Arc::new(LastSeen::new(pool.clone(), last_seen::DEFAULT_WINDOW));
-        Ok(Self { listener, state: AppState { pool, settings: Arc::new(settings), last_seen } })
+        metrics::handle();
+        let state = AppState {
+            last_seen: Arc::new(LastSeen::new(pool.clone(), last_seen::DEFAULT_WINDOW)),
+            rate_limiter: Arc::new(RateLimiter::new(&settings.security)),
+            pool,
+            settings: Arc::new(settings),
+        };
+        Ok(Self { listener, state })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -54,32 +69,59 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
-    /// within the configured grace period, and closes the pool.
+    /// within the configured grace period, stops the jobs, and closes the pool.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let grace = self.state.settings.server.shutdown_grace();
+        let settings = self.state.settings.clone();
+        let grace = settings.server.shutdown_grace();
         let pool = self.state.pool.clone();
-        let scheduler = jobs::Scheduler::start(pool.clone(), &self.state.settings);
+        let scheduler = jobs::Scheduler::start(pool.clone(), &settings);
         let app = http::app(self.state);
         tracing::info!(address = %self.listener.local_addr()?, "listening");
 
-        let stopping = Arc::new(tokio::sync::Notify::new());
-        let notify = stopping.clone();
-        let server = axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new connections");
-                notify.notify_one();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // Without a timer hyper cannot time out slow headers: a slowloris client would hold
+        // its connection (and a slot) forever.
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(settings.server.header_read_timeout());
+        builder.http2().timer(TokioTimer::new());
+        let connections = GracefulShutdown::new();
+        let mut shutdown = pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let service = app.clone().map_request(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request.map(Body::new)
             });
-        let deadline = async {
-            stopping.notified().await;
-            tokio::time::sleep(grace).await;
-        };
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                .into_owned();
+            let connection = connections.watch(connection);
+            tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::debug!(error = %err, %peer, "connection ended with an error");
+                }
+            });
+        }
+
+        drop(self.listener);
+        tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new connections");
         tokio::select! {
-            result = server.into_future() => result.context("server error")?,
-            () = deadline => tracing::warn!("grace period elapsed; abandoning in-flight requests"),
+            () = connections.shutdown() => {}
+            () = tokio::time::sleep(grace) => tracing::warn!("grace period elapsed; abandoning in-flight requests"),
         }
         scheduler.shutdown(grace).await;
         pool.close().await;

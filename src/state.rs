@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
-use crate::{config::Settings, domain::last_seen::LastSeen};
+use crate::{config::Settings, domain::last_seen::LastSeen, rate_limit::RateLimiter};
 
 /// Shared by every request: cheap to clone (a pool handle and an `Arc`).
 #[derive(Clone)]
@@ -11,4 +11,6 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Coalesced `last_seen_at` writes for uploads.
     pub last_seen: Arc<LastSeen>,
+    /// Per-key limits (local or shared through Redis).
+    pub rate_limiter: Arc<RateLimiter>,
 }

@@ -36,79 +36,105 @@ pub struct NewKeyRow<'a> {
 }
 
 pub async fn insert(db: impl PgExecutor<'_>, key: NewKeyRow<'_>) -> sqlx::Result<ApiKeyRecord> {
-    sqlx::query_as!(
-        ApiKeyRecord,
-        r#"INSERT INTO api_keys (key_hash, key_prefix, name, is_admin, expires_at)
+    observe!(
+        "INSERT",
+        "api_keys",
+        sqlx::query_as!(
+            ApiKeyRecord,
+            r#"INSERT INTO api_keys (key_hash, key_prefix, name, is_admin, expires_at)
            VALUES ($1, $2, $3, $4, $5)
            RETURNING id, key_prefix AS prefix, name, is_active, is_admin, created_at,
                      last_used_at, expires_at"#,
-        key.hash,
-        key.prefix,
-        key.name,
-        key.is_admin,
-        key.expires_at,
+            key.hash,
+            key.prefix,
+            key.name,
+            key.is_admin,
+            key.expires_at,
+        ),
+        fetch_one(db)
     )
-    .fetch_one(db)
-    .await
 }
 
 /// The active, unexpired key with this hash. Uses the partial index `idx_api_keys_hash`.
 pub async fn find_active_by_hash(pool: &PgPool, hash: &str) -> sqlx::Result<Option<ActiveKey>> {
-    sqlx::query_as!(
-        ActiveKey,
-        r#"SELECT id, name, key_prefix AS prefix, is_admin, last_used_at, expires_at
+    observe!(
+        "SELECT",
+        "api_keys",
+        sqlx::query_as!(
+            ActiveKey,
+            r#"SELECT id, name, key_prefix AS prefix, is_admin, last_used_at, expires_at
            FROM api_keys
            WHERE key_hash = $1 AND is_active AND (expires_at IS NULL OR expires_at > now())"#,
-        hash,
+            hash,
+        ),
+        fetch_optional(pool)
     )
-    .fetch_optional(pool)
-    .await
 }
 
 pub async fn touch_last_used(pool: &PgPool, id: i64) -> sqlx::Result<()> {
-    sqlx::query!("UPDATE api_keys SET last_used_at = now() WHERE id = $1", id).execute(pool).await.map(drop)
+    observe!(
+        "UPDATE",
+        "api_keys",
+        sqlx::query!("UPDATE api_keys SET last_used_at = now() WHERE id = $1", id),
+        execute(pool)
+    )
+    .map(drop)
 }
 
 pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<ApiKeyRecord>> {
-    sqlx::query_as!(
-        ApiKeyRecord,
-        r#"SELECT id, key_prefix AS prefix, name, is_active, is_admin, created_at, last_used_at,
+    observe!(
+        "SELECT",
+        "api_keys",
+        sqlx::query_as!(
+            ApiKeyRecord,
+            r#"SELECT id, key_prefix AS prefix, name, is_active, is_admin, created_at, last_used_at,
                   expires_at
            FROM api_keys ORDER BY id"#,
+        ),
+        fetch_all(pool)
     )
-    .fetch_all(pool)
-    .await
 }
 
 /// Keys whose prefix starts with `prefix` (an administrator may type fewer than 8 characters).
 pub async fn find_by_prefix(db: impl PgExecutor<'_>, prefix: &str) -> sqlx::Result<Vec<ApiKeyRecord>> {
-    sqlx::query_as!(
-        ApiKeyRecord,
-        r#"SELECT id, key_prefix AS prefix, name, is_active, is_admin, created_at, last_used_at,
+    observe!(
+        "SELECT",
+        "api_keys",
+        sqlx::query_as!(
+            ApiKeyRecord,
+            r#"SELECT id, key_prefix AS prefix, name, is_active, is_admin, created_at, last_used_at,
                   expires_at
            FROM api_keys
            WHERE starts_with(key_prefix, $1)
            ORDER BY id"#,
-        prefix,
+            prefix,
+        ),
+        fetch_all(db)
     )
-    .fetch_all(db)
-    .await
 }
 
 pub async fn find_by_id(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<ApiKeyRecord>> {
-    sqlx::query_as!(
-        ApiKeyRecord,
-        r#"SELECT id, key_prefix AS prefix, name, is_active, is_admin, created_at, last_used_at,
+    observe!(
+        "SELECT",
+        "api_keys",
+        sqlx::query_as!(
+            ApiKeyRecord,
+            r#"SELECT id, key_prefix AS prefix, name, is_active, is_admin, created_at, last_used_at,
                   expires_at
            FROM api_keys WHERE id = $1"#,
-        id,
+            id,
+        ),
+        fetch_optional(db)
     )
-    .fetch_optional(db)
-    .await
 }
 
 /// Marks the key inactive; returns false when no such key exists.
 pub async fn deactivate(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<bool> {
-    let result = sqlx::query!("UPDATE api_keys SET is_active = false WHERE id = $1", id).execute(db).await?;
+    let result = observe!(
+        "UPDATE",
+        "api_keys",
+        sqlx::query!("UPDATE api_keys SET is_active = false WHERE id = $1", id),
+        execute(db)
+    )?;
     Ok(result.rows_affected() == 1)
 }

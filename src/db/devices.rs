@@ -29,10 +29,13 @@ const GROUP_LOCK_NAMESPACE: i32 = 0x6772_6f75; // "grou"
 /// Serialises membership changes of one group until the transaction ends. Other groups are
 /// not blocked (a hash collision between two group ids only makes them share a queue).
 pub async fn lock_group(tx: &mut PgConnection, group_id: &str) -> sqlx::Result<()> {
-    sqlx::query!("SELECT pg_advisory_xact_lock($1, hashtext($2))", GROUP_LOCK_NAMESPACE, group_id)
-        .execute(tx)
-        .await
-        .map(drop)
+    observe!(
+        "SELECT",
+        "devices",
+        sqlx::query!("SELECT pg_advisory_xact_lock($1, hashtext($2))", GROUP_LOCK_NAMESPACE, group_id),
+        execute(tx)
+    )
+    .map(drop)
 }
 
 /// The device's current group and state, locking its row for the rest of the transaction.
@@ -40,23 +43,29 @@ pub async fn find_membership_for_update(
     tx: &mut PgConnection,
     device_id: Uuid,
 ) -> sqlx::Result<Option<Membership>> {
-    sqlx::query_as!(
-        Membership,
-        "SELECT group_id, active FROM devices WHERE device_id = $1 FOR UPDATE",
-        device_id
+    observe!(
+        "SELECT",
+        "devices",
+        sqlx::query_as!(
+            Membership,
+            "SELECT group_id, active FROM devices WHERE device_id = $1 FOR UPDATE",
+            device_id
+        ),
+        fetch_optional(tx)
     )
-    .fetch_optional(tx)
-    .await
 }
 
 /// Active members of a group: an index-only scan of idx_devices_active (group_id, active).
 pub async fn count_active_in_group(tx: &mut PgConnection, group_id: &str) -> sqlx::Result<i64> {
-    sqlx::query_scalar!(
-        r#"SELECT count(*) AS "count!" FROM devices WHERE group_id = $1 AND active"#,
-        group_id
+    observe!(
+        "SELECT",
+        "devices",
+        sqlx::query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM devices WHERE group_id = $1 AND active"#,
+            group_id
+        ),
+        fetch_one(tx)
     )
-    .fetch_one(tx)
-    .await
 }
 
 pub struct Upsert<'a> {
@@ -70,11 +79,14 @@ pub struct Upsert<'a> {
 
 /// Inserts or updates by device_id in one statement. An update keeps `created_at` (and the
 /// platform and token when none is given), reactivates the device and marks it seen; the
-/// trigger moves `updated_at`.
-pub async fn upsert(tx: &mut PgConnection, device: Upsert<'_>) -> sqlx::Result<DeviceRow> {
-    sqlx::query_as!(
-        DeviceRow,
-        r#"INSERT INTO devices (device_id, display_name, group_id, platform, fcm_token, active, last_seen_at)
+/// trigger moves `updated_at`. Also says whether the row was created (`xmax = 0` holds only
+/// for a freshly inserted row version).
+pub async fn upsert(tx: &mut PgConnection, device: Upsert<'_>) -> sqlx::Result<(DeviceRow, bool)> {
+    observe!(
+        "INSERT",
+        "devices",
+        sqlx::query!(
+            r#"INSERT INTO devices (device_id, display_name, group_id, platform, fcm_token, active, last_seen_at)
            VALUES ($1, $2, $3, COALESCE($4, $5), $6, true, now())
            ON CONFLICT (device_id) DO UPDATE SET
                display_name = EXCLUDED.display_name,
@@ -84,22 +96,39 @@ pub async fn upsert(tx: &mut PgConnection, device: Upsert<'_>) -> sqlx::Result<D
                active       = true,
                last_seen_at = now()
            RETURNING device_id, display_name, group_id, platform, active, last_seen_at,
-                     created_at, updated_at"#,
-        device.device_id,
-        device.display_name,
-        device.group_id,
-        device.platform,
-        device.default_platform,
-        device.fcm_token,
+                     created_at, updated_at, (xmax = 0) AS "created!""#,
+            device.device_id,
+            device.display_name,
+            device.group_id,
+            device.platform,
+            device.default_platform,
+            device.fcm_token,
+        ),
+        fetch_one(tx)
     )
-    .fetch_one(tx)
-    .await
+    .map(|r| {
+        let row = DeviceRow {
+            device_id: r.device_id,
+            display_name: r.display_name,
+            group_id: r.group_id,
+            platform: r.platform,
+            active: r.active,
+            last_seen_at: r.last_seen_at,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        };
+        (row, r.created)
+    })
 }
 
 /// Sets active = false; false when no such device exists.
 pub async fn deactivate(db: impl PgExecutor<'_>, device_id: Uuid) -> sqlx::Result<bool> {
-    let result =
-        sqlx::query!("UPDATE devices SET active = false WHERE device_id = $1", device_id).execute(db).await?;
+    let result = observe!(
+        "UPDATE",
+        "devices",
+        sqlx::query!("UPDATE devices SET active = false WHERE device_id = $1", device_id),
+        execute(db)
+    )?;
     Ok(result.rows_affected() == 1)
 }
 
@@ -119,18 +148,21 @@ pub struct MemberRow {
 /// is one probe of idx_locations_device_captured (device_id, captured_at DESC) per member,
 /// never a scan and never one query per device.
 pub async fn list_active_in_group(db: impl PgExecutor<'_>, group_id: &str) -> sqlx::Result<Vec<MemberRow>> {
-    let rows = sqlx::query!(
-        r#"SELECT device_id AS "device_id!", display_name AS "display_name!", group_id AS "group_id!",
+    let rows = observe!(
+        "SELECT",
+        "devices_with_last_location",
+        sqlx::query!(
+            r#"SELECT device_id AS "device_id!", display_name AS "display_name!", group_id AS "group_id!",
                   platform AS "platform!", active AS "active!", last_seen_at,
                   created_at AS "created_at!", updated_at AS "updated_at!",
                   last_latitude, last_longitude, last_accuracy, last_captured_at
            FROM devices_with_last_location
            WHERE group_id = $1 AND active
            ORDER BY display_name, device_id"#,
-        group_id
-    )
-    .fetch_all(db)
-    .await?;
+            group_id
+        ),
+        fetch_all(db)
+    )?;
     Ok(rows
         .into_iter()
         .map(|r| MemberRow {
@@ -154,21 +186,33 @@ pub async fn list_active_in_group(db: impl PgExecutor<'_>, group_id: &str) -> sq
 
 /// Marks the device seen now.
 pub async fn touch_last_seen(db: impl PgExecutor<'_>, device_id: Uuid) -> sqlx::Result<()> {
-    sqlx::query!("UPDATE devices SET last_seen_at = now() WHERE device_id = $1", device_id)
-        .execute(db)
-        .await
-        .map(drop)
+    observe!(
+        "UPDATE",
+        "devices",
+        sqlx::query!("UPDATE devices SET last_seen_at = now() WHERE device_id = $1", device_id),
+        execute(db)
+    )
+    .map(drop)
 }
 
 /// Recomputes `group_member_counts`; CONCURRENTLY keeps it readable meanwhile (it needs the
 /// unique index idx_group_member_counts).
 pub async fn refresh_group_stats(pool: &sqlx::PgPool) -> sqlx::Result<()> {
-    sqlx::query!("REFRESH MATERIALIZED VIEW CONCURRENTLY group_member_counts").execute(pool).await.map(drop)
+    observe!(
+        "REFRESH",
+        "group_member_counts",
+        sqlx::query!("REFRESH MATERIALIZED VIEW CONCURRENTLY group_member_counts"),
+        execute(pool)
+    )
+    .map(drop)
 }
 
 pub async fn count_group_stats(pool: &sqlx::PgPool) -> sqlx::Result<u64> {
-    let groups = sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM group_member_counts"#)
-        .fetch_one(pool)
-        .await?;
+    let groups = observe!(
+        "SELECT",
+        "group_member_counts",
+        sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM group_member_counts"#),
+        fetch_one(pool)
+    )?;
     Ok(groups.max(0) as u64)
 }

@@ -28,8 +28,11 @@ pub async fn claim(
     key: &IdempotencyKey,
     device_id: Uuid,
 ) -> sqlx::Result<Claim> {
-    let claimed = sqlx::query_scalar!(
-        r#"INSERT INTO idempotency_keys (api_key_id, key_hash, request_hash, device_id)
+    let claimed = observe!(
+        "INSERT",
+        "idempotency_keys",
+        sqlx::query_scalar!(
+            r#"INSERT INTO idempotency_keys (api_key_id, key_hash, request_hash, device_id)
            VALUES ($1, $2, $3, $4)
            ON CONFLICT ON CONSTRAINT uq_idempotency_keys_api_key_key DO UPDATE SET
                request_hash = EXCLUDED.request_hash,
@@ -40,25 +43,28 @@ pub async fn claim(
                expires_at = now() + INTERVAL '24 hours'
            WHERE idempotency_keys.expires_at <= now()
            RETURNING id"#,
-        api_key_id,
-        key.key_hash,
-        key.request_hash,
-        device_id,
-    )
-    .fetch_optional(&mut *tx)
-    .await?;
+            api_key_id,
+            key.key_hash,
+            key.request_hash,
+            device_id,
+        ),
+        fetch_optional(&mut *tx)
+    )?;
     if claimed.is_some() {
         return Ok(Claim::Claimed);
     }
-    let stored = sqlx::query_as!(
-        StoredResponse,
-        r#"SELECT request_hash, response_status, response_body
+    let stored = observe!(
+        "SELECT",
+        "idempotency_keys",
+        sqlx::query_as!(
+            StoredResponse,
+            r#"SELECT request_hash, response_status, response_body
            FROM idempotency_keys WHERE api_key_id = $1 AND key_hash = $2"#,
-        api_key_id,
-        key.key_hash,
-    )
-    .fetch_one(&mut *tx)
-    .await?;
+            api_key_id,
+            key.key_hash,
+        ),
+        fetch_one(&mut *tx)
+    )?;
     Ok(Claim::Taken(stored))
 }
 
@@ -70,28 +76,34 @@ pub async fn complete(
     status: i16,
     body: &serde_json::Value,
 ) -> sqlx::Result<()> {
-    sqlx::query!(
-        "UPDATE idempotency_keys SET response_status = $3, response_body = $4
+    observe!(
+        "UPDATE",
+        "idempotency_keys",
+        sqlx::query!(
+            "UPDATE idempotency_keys SET response_status = $3, response_body = $4
          WHERE api_key_id = $1 AND key_hash = $2",
-        api_key_id,
-        key.key_hash,
-        status,
-        body,
+            api_key_id,
+            key.key_hash,
+            status,
+            body,
+        ),
+        execute(tx)
     )
-    .execute(tx)
-    .await
     .map(drop)
 }
 
 /// Deletes up to `batch` expired records; the expiry job calls it until it returns less.
 pub async fn delete_expired(pool: &sqlx::PgPool, batch: i64) -> sqlx::Result<u64> {
-    let result = sqlx::query!(
-        "DELETE FROM idempotency_keys WHERE id IN (
+    let result = observe!(
+        "DELETE",
+        "idempotency_keys",
+        sqlx::query!(
+            "DELETE FROM idempotency_keys WHERE id IN (
              SELECT id FROM idempotency_keys WHERE expires_at <= now() LIMIT $1
          )",
-        batch,
-    )
-    .execute(pool)
-    .await?;
+            batch,
+        ),
+        execute(pool)
+    )?;
     Ok(result.rows_affected())
 }

@@ -32,27 +32,30 @@ pub async fn insert_fixes(tx: &mut PgConnection, device_id: Uuid, fixes: &[Fix])
         network.push(fix.network_type.clone());
         captured_at.push(fix.captured_at);
     }
-    let result = sqlx::query!(
-        r#"INSERT INTO locations (device_id, latitude, longitude, accuracy, altitude, bearing, speed,
+    let result = observe!(
+        "INSERT",
+        "locations",
+        sqlx::query!(
+            r#"INSERT INTO locations (device_id, latitude, longitude, accuracy, altitude, bearing, speed,
                                   provider, battery_level, network_type, captured_at)
            SELECT $1, t.*
            FROM UNNEST($2::float8[], $3::float8[], $4::float4[], $5::float8[], $6::float4[],
                        $7::float4[], $8::text[], $9::int2[], $10::text[], $11::timestamptz[]) AS t
            WHERE EXISTS (SELECT 1 FROM devices WHERE device_id = $1 AND active)"#,
-        device_id,
-        &latitude,
-        &longitude,
-        &accuracy,
-        &altitude as &[Option<f64>],
-        &bearing as &[Option<f32>],
-        &speed as &[Option<f32>],
-        &provider as &[Option<String>],
-        &battery as &[Option<i16>],
-        &network as &[Option<String>],
-        &captured_at,
-    )
-    .execute(tx)
-    .await?;
+            device_id,
+            &latitude,
+            &longitude,
+            &accuracy,
+            &altitude as &[Option<f64>],
+            &bearing as &[Option<f32>],
+            &speed as &[Option<f32>],
+            &provider as &[Option<String>],
+            &battery as &[Option<i16>],
+            &network as &[Option<String>],
+            &captured_at,
+        ),
+        execute(tx)
+    )?;
     Ok(result.rows_affected())
 }
 
@@ -60,9 +63,11 @@ pub async fn insert_fixes(tx: &mut PgConnection, device_id: Uuid, fixes: &[Fix])
 /// ago (oldest first, via idx_locations_created_at) and returns how many it deleted.
 pub async fn cleanup_old_batch(pool: &sqlx::PgPool, retention_days: i32, batch: i64) -> sqlx::Result<u64> {
     let batch = i32::try_from(batch).unwrap_or(i32::MAX);
-    let deleted =
-        sqlx::query_scalar!(r#"SELECT cleanup_old_locations($1, $2) AS "deleted!""#, retention_days, batch)
-            .fetch_one(pool)
-            .await?;
+    let deleted = observe!(
+        "SELECT",
+        "locations",
+        sqlx::query_scalar!(r#"SELECT cleanup_old_locations($1, $2) AS "deleted!""#, retention_days, batch),
+        fetch_one(pool)
+    )?;
     Ok(deleted.max(0) as u64)
 }

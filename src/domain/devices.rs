@@ -11,6 +11,7 @@ use crate::{
     db::{self, devices::DeviceRow},
     domain::locations::LastLocation,
     error::{ApiError, ApiResult},
+    metrics,
 };
 
 /// Platforms a device may declare. Omitted on first registration means `android`.
@@ -136,7 +137,7 @@ pub async fn register(pool: &PgPool, registration: Registration, max_per_group: 
             return Err(ApiError::Conflict(group_full_message(max_per_group)));
         }
     }
-    let row = db::devices::upsert(
+    let (row, created) = db::devices::upsert(
         &mut tx,
         db::devices::Upsert {
             device_id: registration.device_id,
@@ -149,6 +150,7 @@ pub async fn register(pool: &PgPool, registration: Registration, max_per_group: 
     )
     .await?;
     tx.commit().await?;
+    metrics::device_registered(created);
     Ok(row.into())
 }
 

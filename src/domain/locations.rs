@@ -14,6 +14,7 @@ use crate::{
         last_seen::LastSeen,
     },
     error::{ApiResult, ResultExt},
+    metrics,
 };
 
 /// A fix may be this far in the future (phone clocks drift).
@@ -202,6 +203,7 @@ pub async fn upload(
         db::idempotency::complete(&mut tx, api_key_id, key, 200, &body).await?;
     }
     tx.commit().await?;
+    metrics::locations_uploaded(upload.fixes.len());
     last_seen.touch(upload.device_id);
     Ok(Outcome::Fresh(receipt))
 }

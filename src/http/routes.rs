@@ -1,4 +1,6 @@
 pub mod devices;
 pub mod health;
 pub mod keys;
+pub mod legacy;
 pub mod locations;
+pub mod metrics;

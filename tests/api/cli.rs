@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::process::Command;
 
-use crate::helpers::{TestApp, TestDatabase, json_body};
+use crate::helpers::{TestApp, TestDatabase, free_port, json_body};
 
 const BIN: &str = env!("CARGO_BIN_EXE_phone-manager");
 
@@ -195,8 +195,4 @@ async fn serve_creates_its_database_and_stops_gracefully_on_sigterm() {
     let output = child.wait_with_output().await.unwrap();
     let logs = String::from_utf8_lossy(&output.stdout);
     assert!(logs.contains("shutting down") && logs.contains("\"stopped\""), "{logs}");
-}
-
-async fn free_port() -> u16 {
-    tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port()
 }

@@ -213,7 +213,11 @@ async fn the_limit_is_configurable() {
 /// ends with exactly 20 active members and 20 clean 409s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_registrations_never_exceed_the_limit() {
-    let app = TestApp::spawn_with(|s| s.database.max_connections = 10).await;
+    let app = TestApp::spawn_with(|s| {
+        s.database.max_connections = 10;
+        s.security.rate_limit_per_minute = 10_000;
+    })
+    .await;
     let key = app.create_key(false).await.key;
     for round in 0..5 {
         let group = format!("race-{round}");

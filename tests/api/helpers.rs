@@ -265,3 +265,57 @@ impl TcpProxy {
         self.task = Some(tokio::spawn(Self::forward(listener, self.target)));
     }
 }
+
+/// The `phone-manager` binary serving in its own process (its own metrics registry, real
+/// signals), on a free port, against `database_url`. Killed when dropped.
+pub struct ServerProcess {
+    pub child: tokio::process::Child,
+    pub base_url: String,
+}
+
+impl ServerProcess {
+    pub async fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
+        let port = free_port().await;
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_phone-manager"));
+        command
+            .env("PM__DATABASE__URL", database_url)
+            .env("PM__SERVER__PORT", port.to_string())
+            // Expected warnings (Redis cut on purpose, 429s) would only clutter test output.
+            .env("PM__LOGGING__LEVEL", "error")
+            .env("PM_CONFIG_DIR", "/nonexistent")
+            .envs(env.iter().copied())
+            .arg("serve")
+            .kill_on_drop(true);
+        let child = command.spawn().expect("server binary starts");
+        let server = Self { child, base_url: format!("http://127.0.0.1:{port}") };
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(response) = client.get(format!("{}/api/health/live", server.base_url)).send().await {
+                if response.status() == StatusCode::OK {
+                    return server;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("server process did not come up on port {port}");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+}
+
+pub async fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port()
+}
+
+/// Sends raw bytes over a fresh connection and returns what the server answers until it closes
+/// the connection or `wait` passes. For requests no HTTP client will send (a body that stalls).
+pub async fn raw_exchange(address: &str, request: &[u8], wait: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(wait, stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}

@@ -6,6 +6,7 @@ mod cli;
 mod contract;
 mod devices;
 mod errors;
+mod hardening;
 mod health;
 mod helpers;
 mod locations;

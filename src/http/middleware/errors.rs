@@ -21,8 +21,11 @@ pub async fn ensure_json_errors(response: Response) -> Response {
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit_bytes: None },
         StatusCode::UNAUTHORIZED => ApiError::Unauthorized,
-        StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
-            ApiError::ServiceUnavailable("The request did not complete in time; retry later".into())
+        StatusCode::REQUEST_TIMEOUT => {
+            ApiError::RequestTimeout("The request did not complete in time".into())
+        }
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
+            ApiError::ServiceUnavailable("The service is busy; retry later".into())
         }
         status if status.is_client_error() => {
             ApiError::field("request", status.canonical_reason().unwrap_or("Bad request"))

@@ -128,6 +128,8 @@ impl From<Device> for DeviceResponse {
         (status = 200, description = "The device as stored", body = DeviceResponse),
         (status = 400, response = responses::ValidationFailed),
         (status = 401, response = responses::Unauthorized),
+        (status = 408, response = responses::RequestTimeout),
+        (status = 429, response = responses::RateLimited),
         (status = 409, response = responses::Conflict),
         (status = 413, response = responses::PayloadTooLarge),
         (status = 503, response = responses::ServiceUnavailable),
@@ -203,6 +205,8 @@ pub struct LastLocationResponse {
         (status = 200, description = "The group's active devices", body = DeviceListResponse),
         (status = 400, response = responses::ValidationFailed),
         (status = 401, response = responses::Unauthorized),
+        (status = 408, response = responses::RequestTimeout),
+        (status = 429, response = responses::RateLimited),
         (status = 503, response = responses::ServiceUnavailable),
     )
 )]
@@ -244,6 +248,8 @@ pub async fn list_devices(
         (status = 204, description = "Deactivated"),
         (status = 400, response = responses::ValidationFailed),
         (status = 401, response = responses::Unauthorized),
+        (status = 408, response = responses::RequestTimeout),
+        (status = 429, response = responses::RateLimited),
         (status = 404, response = responses::NotFound),
         (status = 503, response = responses::ServiceUnavailable),
     )

@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
+    config::RateLimitBackend,
     domain,
     error::{ApiError, ErrorBody},
     http::extract::AppJson,
@@ -24,15 +25,29 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[schema(example = json!({
     "status": "healthy",
     "version": "0.1.0",
-    "database": {"connected": true, "latency_ms": 0.42}
+    "database": {"connected": true, "latency_ms": 0.42},
+    "rate_limiter": {"backend": "local", "connected": true}
 }))]
 pub struct HealthResponse {
-    /// `healthy` when every dependency answers, `unhealthy` otherwise.
+    /// `healthy` when every dependency answers; `degraded` when the service works around a
+    /// missing optional one (shared rate limits fall back to per-replica limits while Redis is
+    /// unreachable); `unhealthy` when the database is unreachable.
     #[schema(example = "healthy")]
     pub status: &'static str,
     /// Version of the running service.
     pub version: &'static str,
     pub database: DatabaseStatus,
+    pub rate_limiter: RateLimiterStatus,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RateLimiterStatus {
+    /// `local` (per replica) or `redis` (shared by every replica).
+    #[schema(value_type = String, example = "local")]
+    pub backend: RateLimitBackend,
+    /// For `redis`: whether Redis answers. While it does not, each replica enforces the limits
+    /// on its own.
+    pub connected: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -65,16 +80,23 @@ pub struct ProbeResponse {
         (status = 200, description = "Service and database are healthy", body = HealthResponse),
         (status = 503, description = "The database is unreachable", body = HealthResponse,
             example = json!({"status": "unhealthy", "version": "0.1.0",
-                             "database": {"connected": false, "error": "database unreachable"}})),
+                             "database": {"connected": false, "error": "database unreachable"},
+                             "rate_limiter": {"backend": "local", "connected": true}})),
     )
 )]
 pub async fn get_health(State(state): State<AppState>) -> impl IntoResponse {
     let db = domain::health::database(&state.pool).await;
+    let limiter = state.rate_limiter.status();
     let status = if db.connected { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = HealthResponse {
-        status: if db.connected { "healthy" } else { "unhealthy" },
+        status: match (db.connected, limiter.connected) {
+            (false, _) => "unhealthy",
+            (true, false) => "degraded",
+            (true, true) => "healthy",
+        },
         version: env!("CARGO_PKG_VERSION"),
         database: DatabaseStatus { connected: db.connected, latency_ms: db.latency_ms, error: db.error },
+        rate_limiter: RateLimiterStatus { backend: limiter.configured, connected: limiter.connected },
     };
     (status, AppJson(body))
 }

@@ -39,6 +39,8 @@ pub struct CurrentKeyResponse {
     responses(
         (status = 200, description = "The calling key", body = CurrentKeyResponse),
         (status = 401, response = responses::Unauthorized),
+        (status = 408, response = responses::RequestTimeout),
+        (status = 429, response = responses::RateLimited),
     )
 )]
 pub async fn get_current_key(AuthKey(key): AuthKey) -> AppJson<CurrentKeyResponse> {

@@ -1,0 +1,31 @@
+//! Prometheus scrape endpoint.
+
+use axum::{extract::State, http::header, response::IntoResponse};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{metrics, openapi::tags, state::AppState};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(get_metrics))
+}
+
+/// Exposes metrics in the Prometheus text format (no key needed).
+///
+/// HTTP requests by method, route template and status; request, SQL and job latency
+/// histograms; pool connections; uploads and registrations; rate-limit refusals.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = tags::OPERATIONS,
+    responses(
+        (status = 200, description = "Prometheus text exposition format", body = String,
+            content_type = "text/plain; version=0.0.4",
+            example = "# TYPE http_requests_total counter\nhttp_requests_total{method=\"GET\",path=\"/api/health\",status=\"200\"} 3\n"),
+    )
+)]
+pub async fn get_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    metrics::record_pool(state.pool.size(), state.pool.num_idle());
+    let handle = metrics::handle();
+    handle.run_upkeep();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render())
+}

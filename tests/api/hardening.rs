@@ -1,0 +1,349 @@
+//! Production hardening: metrics, rate limits (local and shared through Redis), versioned
+//! routes, security headers, CORS, body limits, timeouts and the concurrency cap.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{ServerProcess, TcpProxy, TestApp, TestDatabase, assert_error, json_body, raw_exchange};
+
+async fn key_for(database_url: &str, admin: bool) -> String {
+    let pool = sqlx::PgPool::connect(database_url).await.unwrap();
+    let key = phone_manager::domain::api_keys::create(&pool, "hardening", admin, None).await.unwrap().key;
+    pool.close().await;
+    key
+}
+
+/// A server process of its own, so its metrics registry sees only this test's traffic.
+#[tokio::test]
+async fn metrics_count_requests_by_route_template() {
+    let db = TestDatabase::create().await;
+    let server = ServerProcess::start(&db.url, &[]).await;
+    let key = key_for(&db.url, false).await;
+    let client = reqwest::Client::new();
+    let device = Uuid::new_v4();
+    let register = json!({"device_id": device, "display_name": "Metered", "group_id": "metrics"});
+    let post =
+        |path: &str, body: Value| client.post(server.url(path)).header("X-API-Key", &key).json(&body).send();
+    assert_eq!(post("/api/v1/devices/register", register).await.unwrap().status(), StatusCode::OK);
+    let fix = json!({"device_id": device, "timestamp": chrono::Utc::now().timestamp_millis(),
+                     "latitude": 1.0, "longitude": 2.0, "accuracy": 3.0});
+    assert_eq!(post("/api/v1/locations", fix).await.unwrap().status(), StatusCode::OK);
+    for _ in 0..2 {
+        let unknown = Uuid::new_v4();
+        let response = client
+            .delete(server.url(&format!("/api/v1/devices/{unknown}")))
+            .header("X-API-Key", &key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+
+    let response = client.get(server.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "no key needed");
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = response.text().await.unwrap();
+    let expect = [
+        r#"http_requests_total{method="DELETE",path="/api/v1/devices/{device_id}",status="404"} 2"#,
+        r#"http_requests_total{method="POST",path="/api/v1/devices/register",status="200"} 1"#,
+        r#"http_requests_total{method="POST",path="/api/v1/locations",status="200"} 1"#,
+        r#"http_request_duration_seconds_bucket{method="POST",path="/api/v1/locations",status="200",le="0.001"}"#,
+        r#"http_request_duration_seconds_bucket{method="POST",path="/api/v1/locations",status="200",le="5"}"#,
+        r#"database_query_duration_seconds_bucket{operation="INSERT",table="locations""#,
+        "database_connections_active ",
+        "database_connections_idle ",
+        "locations_uploaded_total 1",
+        r#"devices_registered_total{created="true"} 1"#,
+    ];
+    for line in expect {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    assert!(!text.contains(&device.to_string()), "raw ids never become labels");
+}
+
+#[tokio::test]
+async fn the_101st_request_in_a_minute_is_refused_for_that_key_only() {
+    let app = TestApp::spawn().await;
+    let (noisy, quiet) = (app.create_key(false).await.key, app.create_key(false).await.key);
+    for n in 0..100u32 {
+        let response = app.get_with_key("/api/v1/keys/current", &noisy).await;
+        assert_eq!(response.status(), StatusCode::OK, "request {n}");
+        assert_eq!(response.headers()["x-ratelimit-limit"], "100");
+        assert_eq!(response.headers()["x-ratelimit-remaining"], (99 - n).to_string().as_str());
+    }
+    let refused = app.get_with_key("/api/v1/keys/current", &noisy).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_eq!(refused.headers()["x-ratelimit-remaining"], "0");
+    let body = json_body(refused).await;
+    assert_eq!(body["error"], "rate_limit_exceeded");
+    assert_eq!(body["message"], "Rate limit of 100 requests/minute exceeded");
+    assert_eq!(body["retry_after"], retry_after);
+
+    let other = app.get_with_key("/api/v1/keys/current", &quiet).await;
+    assert_eq!(other.status(), StatusCode::OK, "one noisy key never throttles another");
+    // Unauthenticated health checks are never limited.
+    assert_eq!(app.get("/api/health/live").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn admin_keys_have_their_own_larger_limit() {
+    let app = TestApp::spawn_with(|s| {
+        s.security.rate_limit_per_minute = 3;
+        s.security.admin_rate_limit_per_minute = 5;
+    })
+    .await;
+    let (standard, admin) = (app.create_key(false).await.key, app.create_key(true).await.key);
+    let statuses = |key: String, n: usize| {
+        let app = &app;
+        async move {
+            let mut statuses = Vec::new();
+            for _ in 0..n {
+                statuses.push(app.get_with_key("/api/v1/keys/current", &key).await.status().as_u16());
+            }
+            statuses
+        }
+    };
+    assert_eq!(statuses(standard, 4).await, [200, 200, 200, 429]);
+    assert_eq!(statuses(admin, 6).await, [200, 200, 200, 200, 200, 429]);
+}
+
+fn redis_env<'a>(prefix: &'a str, url: &'a str, limit: &'a str) -> Vec<(&'static str, &'a str)> {
+    vec![
+        ("PM__SECURITY__RATE_LIMIT_BACKEND", "redis"),
+        ("PM__SECURITY__REDIS_URL", url),
+        ("PM__SECURITY__REDIS_KEY_PREFIX", prefix),
+        ("PM__SECURITY__RATE_LIMIT_PER_MINUTE", limit),
+    ]
+}
+
+/// Two replicas sharing Redis enforce one combined limit.
+#[tokio::test]
+async fn two_processes_sharing_redis_enforce_one_limit() {
+    let db = TestDatabase::create().await;
+    let prefix = format!("pm-test:{}", Uuid::new_v4().simple());
+    let env = redis_env(&prefix, "redis://127.0.0.1:6379", "10");
+    let (a, b) = (ServerProcess::start(&db.url, &env).await, ServerProcess::start(&db.url, &env).await);
+    let key = key_for(&db.url, false).await;
+    let client = reqwest::Client::new();
+    let mut passed = 0;
+    for n in 0..20 {
+        let server = if n % 2 == 0 { &a } else { &b };
+        let response =
+            client.get(server.url("/api/v1/keys/current")).header("X-API-Key", &key).send().await.unwrap();
+        match response.status() {
+            StatusCode::OK => passed += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(passed, 10, "one limit of 10/minute across both replicas (each alone would allow 10)");
+    let health = json_body(client.get(a.url("/api/health")).send().await.unwrap()).await;
+    assert_eq!(health["rate_limiter"], json!({"backend": "redis", "connected": true}));
+    assert_eq!(health["status"], "healthy");
+}
+
+/// Redis goes away behind a proxy: the service keeps serving on local limits and says so;
+/// when Redis is back, the shared limiter is used again.
+#[tokio::test]
+async fn losing_redis_falls_back_to_local_limits() {
+    let db = TestDatabase::create().await;
+    let mut proxy = TcpProxy::start("127.0.0.1:6379".parse().unwrap()).await;
+    let url = format!("redis://{}", proxy.address);
+    let prefix = format!("pm-test:{}", Uuid::new_v4().simple());
+    let server = ServerProcess::start(&db.url, &redis_env(&prefix, &url, "1000")).await;
+    let key = key_for(&db.url, false).await;
+    let client = reqwest::Client::new();
+    let call = || client.get(server.url("/api/v1/keys/current")).header("X-API-Key", &key).send();
+    let health = || async { json_body(client.get(server.url("/api/health")).send().await.unwrap()).await };
+
+    assert_eq!(call().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(health().await["rate_limiter"]["connected"], true);
+
+    proxy.cut().await;
+    for _ in 0..3 {
+        assert_eq!(call().await.unwrap().status(), StatusCode::OK, "still serving without Redis");
+    }
+    let degraded = health().await;
+    assert_eq!(degraded["status"], "degraded");
+    assert_eq!(degraded["rate_limiter"], json!({"backend": "redis", "connected": false}));
+
+    proxy.restore().await;
+    let mut reconnected = false;
+    for _ in 0..50 {
+        let _ = call().await;
+        if health().await["rate_limiter"]["connected"] == true {
+            reconnected = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(reconnected, "back on the shared limiter once Redis answers");
+}
+
+#[tokio::test]
+async fn unversioned_paths_redirect_permanently_to_v1() {
+    let app = TestApp::spawn().await;
+    for (method, from, to) in [
+        ("GET", "/api/devices?group_id=family", "/api/v1/devices?group_id=family"),
+        ("POST", "/api/devices/register", "/api/v1/devices/register"),
+        (
+            "DELETE",
+            "/api/devices/550e8400-e29b-41d4-a716-446655440000",
+            "/api/v1/devices/550e8400-e29b-41d4-a716-446655440000",
+        ),
+        ("POST", "/api/locations", "/api/v1/locations"),
+        ("POST", "/api/locations/batch", "/api/v1/locations/batch"),
+    ] {
+        let response = app.client.request(method.parse().unwrap(), app.url(from)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::MOVED_PERMANENTLY, "{method} {from}");
+        assert_eq!(response.headers()["location"], to);
+    }
+}
+
+#[tokio::test]
+async fn security_headers_suit_the_api_and_the_docs() {
+    let app = TestApp::spawn().await;
+    for path in ["/api/health", "/api/v1/keys/current", "/no-such-route"] {
+        let response = app.get(path).await;
+        let headers = response.headers();
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY");
+        assert_eq!(headers["x-xss-protection"], "1; mode=block");
+        assert_eq!(headers["referrer-policy"], "no-referrer");
+        assert!(headers["content-security-policy"].to_str().unwrap().starts_with("default-src 'none'"));
+        assert!(headers.get("strict-transport-security").is_none(), "HSTS only when configured");
+    }
+    let docs = app.get("/docs/").await;
+    let csp = docs.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'self'") && csp.contains("connect-src 'self'"), "{csp}");
+
+    let https = TestApp::spawn_with(|s| s.security.hsts_max_age_secs = 31_536_000).await;
+    let response = https.get("/api/health").await;
+    assert_eq!(response.headers()["strict-transport-security"], "max-age=31536000; includeSubDomains");
+}
+
+#[tokio::test]
+async fn cors_preflight_is_answered_without_a_key() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/api/v1/locations"))
+        .header("Origin", "https://map.example.org")
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "x-api-key, idempotency-key, x-request-id, content-type")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers();
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    let allowed = headers["access-control-allow-headers"].to_str().unwrap().to_lowercase();
+    for header in ["x-api-key", "idempotency-key", "x-request-id", "content-type"] {
+        assert!(allowed.contains(header), "{allowed}");
+    }
+    assert!(headers["access-control-allow-methods"].to_str().unwrap().contains("POST"));
+
+    let strict =
+        TestApp::spawn_with(|s| s.security.cors_origins = vec!["https://admin.example.org".into()]).await;
+    let preflight = |origin: &'static str| {
+        strict
+            .client
+            .request(reqwest::Method::OPTIONS, strict.url("/api/v1/devices"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "GET")
+            .send()
+    };
+    let allowed = preflight("https://admin.example.org").await.unwrap();
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://admin.example.org");
+    let refused = preflight("https://evil.example.com").await.unwrap();
+    assert!(refused.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn bodies_over_one_mebibyte_get_413() {
+    let app = TestApp::spawn().await;
+    let key = app.create_key(false).await.key;
+    let limit = 1024 * 1024;
+    let json_of_size = |size: usize| {
+        let base = format!(r#"{{"device_id":"{}","display_name":"Phone","group_id":"fam"}}"#, Uuid::new_v4());
+        format!("{base}{}", " ".repeat(size - base.len()))
+    };
+    let send = |body: String| {
+        app.client
+            .post(app.url("/api/v1/devices/register"))
+            .header("X-API-Key", &key)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+    };
+    let at_limit = send(json_of_size(limit)).await.unwrap();
+    assert_eq!(at_limit.status(), StatusCode::OK, "exactly 1 MiB is accepted");
+    let over = send(json_of_size(limit + 1)).await.unwrap();
+    let body = assert_error(over, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    assert_eq!(body["message"], "Request exceeds maximum size of 1048576 bytes");
+}
+
+/// A request whose body stalls: announced with Content-Length, never completed.
+fn stalled_upload(port: u16, key: &str) -> Vec<u8> {
+    format!(
+        "POST /api/v1/devices/register HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-API-Key: {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"device_id\":"
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn a_request_exceeding_the_timeout_gets_a_json_408() {
+    let app = TestApp::spawn_with(|s| s.server.request_timeout_secs = 1).await;
+    let key = app.create_key(false).await.key;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let answer = raw_exchange(&address, &stalled_upload(0, &key), Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("application/json") && answer.contains(r#""error":"request_timeout""#),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn beyond_the_concurrency_cap_requests_get_503_at_once() {
+    let app = TestApp::spawn_with(|s| {
+        s.server.max_concurrent_requests = 1;
+        s.server.request_timeout_secs = 3;
+    })
+    .await;
+    let key = app.create_key(false).await.key;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    // Occupies the only slot until its timeout.
+    let holder = tokio::spawn({
+        let (address, request) = (address.clone(), stalled_upload(0, &key));
+        async move { raw_exchange(&address, &request, Duration::from_secs(5)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let refused = app.get("/api/health/live").await;
+    assert!(started.elapsed() < Duration::from_secs(1), "refused at once, not queued");
+    let body = assert_error(refused, StatusCode::SERVICE_UNAVAILABLE, "service_unavailable").await;
+    assert!(body["message"].as_str().unwrap().contains("capacity"));
+    let held = holder.await.unwrap();
+    assert!(held.starts_with("HTTP/1.1 408"), "{held}");
+    assert_eq!(app.get("/api/health/live").await.status(), StatusCode::OK, "the slot is free again");
+}
+
+#[tokio::test]
+async fn clients_that_never_finish_their_headers_are_disconnected() {
+    let app = TestApp::spawn_with(|s| s.server.header_read_timeout_secs = 1).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let started = std::time::Instant::now();
+    let answer =
+        raw_exchange(&address, b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Slow: ", Duration::from_secs(10))
+            .await;
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(5), "closed after the header timeout, not kept open ({elapsed:?})");
+    assert!(!answer.contains("200 OK"), "{answer}");
+}
