@@ -269,7 +269,8 @@ impl TcpProxy {
 /// The `phone-manager` binary serving in its own process (its own metrics registry, real
 /// signals), on a free port, against `database_url`. Killed when dropped.
 pub struct ServerProcess {
-    pub child: tokio::process::Child,
+    /// Held so the process lives as long as this value (`kill_on_drop`).
+    _child: tokio::process::Child,
     pub base_url: String,
 }
 
@@ -287,13 +288,13 @@ impl ServerProcess {
             .arg("serve")
             .kill_on_drop(true);
         let child = command.spawn().expect("server binary starts");
-        let server = Self { child, base_url: format!("http://127.0.0.1:{port}") };
+        let server = Self { _child: child, base_url: format!("http://127.0.0.1:{port}") };
         let client = reqwest::Client::new();
         for _ in 0..200 {
-            if let Ok(response) = client.get(format!("{}/api/health/live", server.base_url)).send().await {
-                if response.status() == StatusCode::OK {
-                    return server;
-                }
+            if let Ok(response) = client.get(format!("{}/api/health/live", server.base_url)).send().await
+                && response.status() == StatusCode::OK
+            {
+                return server;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
