@@ -93,14 +93,17 @@ pub async fn complete(
 }
 
 /// Deletes up to `batch` expired records; the expiry job calls it until it returns less.
+/// `= ANY (ARRAY(...))` keeps the plan an index scan of idx_idempotency_keys_expires_at plus
+/// primary-key lookups; `IN (SELECT ... LIMIT)` made the planner hash-join the whole table
+/// (docs/query-plans.md, query 17).
 pub async fn delete_expired(pool: &sqlx::PgPool, batch: i64) -> sqlx::Result<u64> {
     let result = observe!(
         "DELETE",
         "idempotency_keys",
         sqlx::query!(
-            "DELETE FROM idempotency_keys WHERE id IN (
-             SELECT id FROM idempotency_keys WHERE expires_at <= now() LIMIT $1
-         )",
+            "DELETE FROM idempotency_keys WHERE id = ANY (ARRAY(
+                 SELECT id FROM idempotency_keys WHERE expires_at <= now() LIMIT $1
+             ))",
             batch,
         ),
         execute(pool)
