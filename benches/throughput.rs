@@ -113,8 +113,16 @@ fn middleware_overhead(port: u16, bare_port: u16, key: &str) {
     println!("## Middleware stack vs a bare axum route (wrk, same process)\n");
     let cases = [
         ("bare axum route `GET /bare`", format!("http://127.0.0.1:{bare_port}/bare"), None),
-        ("public `GET /api/health/live` (full stack, no key)", format!("http://127.0.0.1:{port}/api/health/live"), None),
-        ("authenticated `GET /api/v1/keys/current`", format!("http://127.0.0.1:{port}/api/v1/keys/current"), Some(key)),
+        (
+            "public `GET /api/health/live` (full stack, no key)",
+            format!("http://127.0.0.1:{port}/api/health/live"),
+            None,
+        ),
+        (
+            "authenticated `GET /api/v1/keys/current`",
+            format!("http://127.0.0.1:{port}/api/v1/keys/current"),
+            Some(key),
+        ),
     ];
     let mut baseline = None;
     println!("| endpoint | req/s | p50 ms | p99 ms | vs bare |");

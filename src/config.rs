@@ -69,6 +69,7 @@ pub struct SecuritySettings {
     pub redis_url: String,
     pub redis_key_prefix: String,
     pub hsts_max_age_secs: u64,
+    pub trust_forwarded_for: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -84,6 +85,7 @@ pub struct LimitsSettings {
     pub max_devices_per_group: u32,
     pub max_batch_size: u32,
     pub location_retention_days: u32,
+    pub audit_retention_days: u32,
     pub max_body_bytes: usize,
 }
 
@@ -102,6 +104,7 @@ pub struct JobSettings {
     pub location_retention_interval_secs: u64,
     pub group_stats_refresh_interval_secs: u64,
     pub idempotency_cleanup_interval_secs: u64,
+    pub audit_retention_interval_secs: u64,
     pub delete_batch_size: u32,
 }
 
@@ -188,6 +191,8 @@ impl Settings {
         at_least("jobs.location_retention_interval_secs", jobs.location_retention_interval_secs, 1)?;
         at_least("jobs.group_stats_refresh_interval_secs", jobs.group_stats_refresh_interval_secs, 1)?;
         at_least("jobs.idempotency_cleanup_interval_secs", jobs.idempotency_cleanup_interval_secs, 1)?;
+        at_least("jobs.audit_retention_interval_secs", jobs.audit_retention_interval_secs, 1)?;
+        at_least("limits.audit_retention_days", self.limits.audit_retention_days.into(), 1)?;
         at_least("jobs.delete_batch_size", jobs.delete_batch_size.into(), 1)?;
         Ok(())
     }

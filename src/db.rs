@@ -13,6 +13,7 @@ macro_rules! observe {
 }
 
 pub mod api_keys;
+pub mod audit;
 pub mod devices;
 pub mod health;
 pub mod idempotency;
@@ -104,6 +105,13 @@ async fn ensure_database_exists(options: &PgConnectOptions) -> anyhow::Result<()
 
 fn sqlstate(err: &sqlx::Error) -> Option<String> {
     err.as_database_error().and_then(|db| db.code()).map(|code| code.into_owned())
+}
+
+/// A read-only transaction on one consistent snapshot, for long reads (data exports) that must
+/// not see concurrent writes half-way. Owned, so it can move into a streaming task; it rolls
+/// back when dropped.
+pub async fn begin_read_snapshot(pool: &PgPool) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await
 }
 
 /// Runs one statement inside a `db.query` client span carrying the OpenTelemetry database

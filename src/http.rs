@@ -32,36 +32,43 @@ use middleware::{errors, request_log};
 /// Where the OpenAPI JSON is served; Swagger UI at `/docs` loads it from here.
 pub const OPENAPI_JSON_PATH: &str = "/api-docs/openapi.json";
 
-/// Every documented route. `protect` wraps the routes that need an API key, so the document
-/// and the running service come from the same table and cannot disagree.
-fn routes(
-    protect: impl FnOnce(OpenApiRouter<AppState>) -> OpenApiRouter<AppState>,
-) -> OpenApiRouter<AppState> {
-    let authenticated = OpenApiRouter::new()
+/// Every documented route. With a state, the authenticated routes get their middleware
+/// (key, per-key limit, the export limit); without one, the same table documents the API, so
+/// the document and the running service cannot disagree.
+fn routes(state: Option<&AppState>) -> OpenApiRouter<AppState> {
+    let mut exports = routes::privacy::export_router();
+    if let Some(state) = state {
+        exports =
+            exports.route_layer(from_fn_with_state(state.clone(), middleware::rate_limit::limit_exports));
+    }
+    let mut authenticated = OpenApiRouter::new()
+        .merge(routes::admin::router())
         .merge(routes::devices::router())
         .merge(routes::keys::router())
-        .merge(routes::locations::router());
+        .merge(routes::locations::router())
+        .merge(routes::privacy::router())
+        .merge(exports);
+    if let Some(state) = state {
+        // route_layer: the last added runs first, so the key is known before its limit.
+        authenticated = authenticated
+            .route_layer(from_fn_with_state(state.clone(), middleware::rate_limit::limit_per_key))
+            .route_layer(from_fn_with_state(state.clone(), middleware::auth::require_api_key));
+    }
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::health::router())
         .merge(routes::metrics::router())
-        .nest("/api/v1", protect(authenticated))
+        .nest("/api/v1", authenticated)
 }
 
 /// The route table without state or middleware: what `openapi::spec()` documents.
 pub fn api_router() -> OpenApiRouter<AppState> {
-    routes(|router| router)
+    routes(None)
 }
 
 /// The complete service: routes, docs, fallbacks and the middleware stack.
 pub fn app(state: AppState) -> Router {
     let settings = state.settings.clone();
-    // route_layer: the last added runs first, so the key is known before its limit is checked.
-    let (router, spec) = routes(|router| {
-        router
-            .route_layer(from_fn_with_state(state.clone(), middleware::rate_limit::limit_per_key))
-            .route_layer(from_fn_with_state(state.clone(), middleware::auth::require_api_key))
-    })
-    .split_for_parts();
+    let (router, spec) = routes(Some(&state)).split_for_parts();
     let body_limit = settings.limits.max_body_bytes;
 
     let routed = router

@@ -2,17 +2,13 @@
 //! result; a failing run is logged and retried at the next tick without touching the service.
 //! On shutdown, a run in progress may finish within the grace period.
 
-mod group_stats;
-mod idempotency_expiry;
-mod retention;
-
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use tokio::{sync::watch, task::JoinSet};
 use tracing::Instrument;
 
-use crate::{config::Settings, metrics};
+use crate::{config::Settings, db, metrics};
 
 /// A periodic job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,16 +19,20 @@ pub enum Job {
     GroupStatsRefresh,
     /// Deletes idempotency records past their lifetime.
     IdempotencyExpiry,
+    /// Deletes audit log entries past their retention period.
+    AuditRetention,
 }
 
 impl Job {
-    pub const ALL: [Job; 3] = [Job::LocationRetention, Job::GroupStatsRefresh, Job::IdempotencyExpiry];
+    pub const ALL: [Job; 4] =
+        [Job::LocationRetention, Job::GroupStatsRefresh, Job::IdempotencyExpiry, Job::AuditRetention];
 
     pub fn name(self) -> &'static str {
         match self {
             Job::LocationRetention => "location_retention",
             Job::GroupStatsRefresh => "group_stats_refresh",
             Job::IdempotencyExpiry => "idempotency_expiry",
+            Job::AuditRetention => "audit_retention",
         }
     }
 
@@ -42,18 +42,45 @@ impl Job {
             Job::LocationRetention => jobs.location_retention_interval_secs,
             Job::GroupStatsRefresh => jobs.group_stats_refresh_interval_secs,
             Job::IdempotencyExpiry => jobs.idempotency_cleanup_interval_secs,
+            Job::AuditRetention => jobs.audit_retention_interval_secs,
         })
     }
 
-    /// Runs the job once; returns how many rows it affected.
+    /// Runs the job once; returns how many rows it affected (groups, for the view refresh).
     pub async fn run_once(self, pool: &PgPool, settings: &Settings) -> anyhow::Result<u64> {
         let batch = i64::from(settings.jobs.delete_batch_size);
-        match self {
+        let days = |value: u32| i32::try_from(value);
+        Ok(match self {
             Job::LocationRetention => {
-                retention::run(pool, settings.limits.location_retention_days, batch).await
+                let days = days(settings.limits.location_retention_days)?;
+                drain(batch, || db::locations::cleanup_old_batch(pool, days, batch)).await?
             }
-            Job::GroupStatsRefresh => group_stats::run(pool).await,
-            Job::IdempotencyExpiry => idempotency_expiry::run(pool, batch).await,
+            Job::GroupStatsRefresh => {
+                db::devices::refresh_group_stats(pool).await?;
+                db::devices::count_group_stats(pool).await?
+            }
+            Job::IdempotencyExpiry => drain(batch, || db::idempotency::delete_expired(pool, batch)).await?,
+            Job::AuditRetention => {
+                let days = days(settings.limits.audit_retention_days)?;
+                drain(batch, || db::audit::delete_older_than(pool, days, batch)).await?
+            }
+        })
+    }
+}
+
+/// Deletes batch after batch (each its own short transaction, so a large backlog never holds
+/// long locks) until one comes back short; returns the total.
+async fn drain<F, Fut>(batch: i64, mut delete_batch: F) -> sqlx::Result<u64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = sqlx::Result<u64>>,
+{
+    let mut total = 0;
+    loop {
+        let deleted = delete_batch().await?;
+        total += deleted;
+        if deleted < batch as u64 {
+            return Ok(total);
         }
     }
 }

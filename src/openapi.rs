@@ -10,11 +10,13 @@ use utoipa::{
 use crate::error::{ErrorBody, FieldError};
 
 pub mod tags {
+    pub const ADMIN: &str = "admin";
     pub const DEVICES: &str = "devices";
     pub const HEALTH: &str = "health";
     pub const KEYS: &str = "keys";
     pub const LOCATIONS: &str = "locations";
     pub const OPERATIONS: &str = "operations";
+    pub const PRIVACY: &str = "privacy";
 }
 
 #[derive(OpenApi)]
@@ -34,11 +36,13 @@ pub mod tags {
     ),
     servers((url = "/", description = "This server")),
     tags(
+        (name = "admin", description = "Maintenance for admin API keys only; changes are audited"),
         (name = "devices", description = "Device registration and group membership"),
         (name = "health", description = "Liveness, readiness and dependency health; no key needed"),
         (name = "keys", description = "The calling API key"),
         (name = "locations", description = "Location uploads, single and batch, with idempotent retries"),
         (name = "operations", description = "Prometheus metrics; no key needed"),
+        (name = "privacy", description = "Data export and erasure (GDPR); audited"),
     ),
     components(
         schemas(ErrorBody, FieldError),

@@ -216,3 +216,108 @@ pub async fn count_group_stats(pool: &sqlx::PgPool) -> sqlx::Result<u64> {
     )?;
     Ok(groups.max(0) as u64)
 }
+
+/// The full registration, as a data export shows it.
+#[derive(Debug, Clone)]
+pub struct DeviceRecord {
+    pub device_id: Uuid,
+    pub display_name: String,
+    pub group_id: String,
+    pub platform: String,
+    pub fcm_token: Option<String>,
+    pub active: bool,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub async fn find_record(db: impl PgExecutor<'_>, device_id: Uuid) -> sqlx::Result<Option<DeviceRecord>> {
+    observe!(
+        "SELECT",
+        "devices",
+        sqlx::query_as!(
+            DeviceRecord,
+            "SELECT device_id, display_name, group_id, platform, fcm_token, active, last_seen_at, created_at, updated_at
+             FROM devices WHERE device_id = $1",
+            device_id
+        ),
+        fetch_optional(db)
+    )
+}
+
+/// Deletes inactive devices not seen (or, never seen, not changed) for `older_than_days`;
+/// their locations and idempotency records go with them (ON DELETE CASCADE). Returns the ids.
+pub async fn delete_inactive(tx: &mut PgConnection, older_than_days: i32) -> sqlx::Result<Vec<Uuid>> {
+    observe!(
+        "DELETE",
+        "devices",
+        sqlx::query_scalar!(
+            "DELETE FROM devices
+             WHERE NOT active
+               AND COALESCE(last_seen_at, updated_at) < now() - make_interval(days => $1)
+             RETURNING device_id",
+            older_than_days
+        ),
+        fetch_all(tx)
+    )
+}
+
+/// Sets active = true. The caller holds the group lock and has checked the limit.
+pub async fn activate(tx: &mut PgConnection, device_id: Uuid) -> sqlx::Result<DeviceRow> {
+    observe!(
+        "UPDATE",
+        "devices",
+        sqlx::query_as!(
+            DeviceRow,
+            "UPDATE devices SET active = true WHERE device_id = $1
+             RETURNING device_id, display_name, group_id, platform, active, last_seen_at, created_at, updated_at",
+            device_id
+        ),
+        fetch_one(tx)
+    )
+}
+
+/// Deletes the device and, by cascade, all its locations and idempotency records. False when
+/// there was no such device.
+pub async fn delete(tx: &mut PgConnection, device_id: Uuid) -> sqlx::Result<bool> {
+    let result = observe!(
+        "DELETE",
+        "devices",
+        sqlx::query!("DELETE FROM devices WHERE device_id = $1", device_id),
+        execute(tx)
+    )?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Cheap figures for the admin dashboard: exact device counts (the table is small), group
+/// figures from the materialized view, and the location count from the planner's estimate
+/// (counting a table of hundreds of millions of rows exactly is not cheap).
+#[derive(Debug, Clone)]
+pub struct StatsRow {
+    pub devices: i64,
+    pub active_devices: i64,
+    pub groups: i64,
+    pub groups_with_active_devices: i64,
+    pub locations_estimate: i64,
+    pub oldest_location_at: Option<DateTime<Utc>>,
+    pub newest_location_at: Option<DateTime<Utc>>,
+}
+
+pub async fn stats(pool: &sqlx::PgPool) -> sqlx::Result<StatsRow> {
+    observe!(
+        "SELECT",
+        "devices",
+        sqlx::query_as!(
+            StatsRow,
+            r#"SELECT
+                 (SELECT count(*) FROM devices) AS "devices!",
+                 (SELECT count(*) FROM devices WHERE active) AS "active_devices!",
+                 (SELECT count(*) FROM group_member_counts) AS "groups!",
+                 (SELECT count(*) FROM group_member_counts WHERE active_count > 0) AS "groups_with_active_devices!",
+                 (SELECT GREATEST(reltuples, 0)::bigint FROM pg_class WHERE oid = 'locations'::regclass) AS "locations_estimate!",
+                 (SELECT min(created_at) FROM locations) AS oldest_location_at,
+                 (SELECT max(created_at) FROM locations) AS newest_location_at"#
+        ),
+        fetch_one(pool)
+    )
+}

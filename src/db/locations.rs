@@ -71,3 +71,36 @@ pub async fn cleanup_old_batch(pool: &sqlx::PgPool, retention_days: i32, batch: 
     )?;
     Ok(deleted.max(0) as u64)
 }
+
+/// One stored location, as a data export shows it.
+#[derive(Debug, Clone)]
+pub struct LocationRecord {
+    pub captured_at: DateTime<Utc>,
+    pub latitude: f64,
+    pub longitude: f64,
+    pub accuracy: f32,
+    pub altitude: Option<f64>,
+    pub bearing: Option<f32>,
+    pub speed: Option<f32>,
+    pub provider: Option<String>,
+    pub battery_level: Option<i16>,
+    pub network_type: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Every location of a device, oldest capture first, as a stream: rows arrive as PostgreSQL
+/// sends them, never collected (idx_locations_device_captured, scanned backwards).
+pub fn stream_for_device(
+    conn: &mut PgConnection,
+    device_id: Uuid,
+) -> impl futures_util::Stream<Item = sqlx::Result<LocationRecord>> + Send + '_ {
+    sqlx::query_as!(
+        LocationRecord,
+        "SELECT captured_at, latitude, longitude, accuracy, altitude, bearing, speed, provider,
+                battery_level, network_type, created_at
+         FROM locations WHERE device_id = $1
+         ORDER BY captured_at",
+        device_id
+    )
+    .fetch(conn)
+}

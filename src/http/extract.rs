@@ -10,9 +10,14 @@ use axum::{
 use serde::{Serialize, de::DeserializeOwned};
 use validator::Validate;
 
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::ConnectInfo;
+
 use crate::{
-    domain::api_keys::AuthenticatedKey,
+    domain::{api_keys::AuthenticatedKey, audit::Actor},
     error::{ApiError, FieldError},
+    state::AppState,
 };
 
 /// JSON request body / response. Requires `Content-Type: application/json`.
@@ -269,5 +274,45 @@ where
         let AppQuery(value) = AppQuery::<T>::from_request_parts(parts, state).await?;
         value.validate()?;
         Ok(ValidQuery(value))
+    }
+}
+
+/// An authenticated admin key; a standard key gets 403 `forbidden`.
+#[derive(Debug, Clone)]
+pub struct AdminKey(pub AuthenticatedKey);
+
+impl<S: Send + Sync> FromRequestParts<S> for AdminKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let AuthKey(key) = AuthKey::from_request_parts(parts, state).await?;
+        if key.is_admin {
+            Ok(AdminKey(key))
+        } else {
+            Err(ApiError::Forbidden("Admin API key required".into()))
+        }
+    }
+}
+
+/// Who is calling, for the audit trail: the key and the client's address (the TCP peer, or
+/// the first `X-Forwarded-For` hop when `security.trust_forwarded_for` says a proxy sets it).
+#[derive(Debug, Clone)]
+pub struct Caller(pub Actor);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let AuthKey(key) = AuthKey::from_request_parts(parts, state).await?;
+        let forwarded = state
+            .settings
+            .security
+            .trust_forwarded_for
+            .then(|| parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()))
+            .flatten()
+            .and_then(|value| value.split(',').next())
+            .and_then(|first| first.trim().parse::<IpAddr>().ok());
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+        Ok(Caller(Actor { api_key_id: key.id, ip: forwarded.or(peer) }))
     }
 }

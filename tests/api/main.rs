@@ -1,6 +1,7 @@
 //! Integration tests: the real server over real HTTP against a real PostgreSQL.
 //! One test binary (one link step) with a module per concern.
 
+mod admin;
 mod auth;
 mod cli;
 mod contract;

@@ -1,0 +1,156 @@
+//! Data subject rights: a complete, streamed export of a device's data, and its erasure.
+
+use axum::{
+    body::Body,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use chrono::{DateTime, Utc};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use crate::{
+    domain::privacy,
+    error::ApiResult,
+    http::{
+        extract::{AppPath, Caller},
+        routes::devices::Platform,
+    },
+    openapi::{responses, tags},
+    state::AppState,
+};
+
+/// The export route, separate so that it can carry its own hourly limit.
+pub fn export_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(export_device_data))
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(delete_device_data))
+}
+
+/// Everything stored about a device (the shape of the streamed export).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct DataExport {
+    exported_at: DateTime<Utc>,
+    device: ExportedDevice,
+    /// Every stored location, oldest capture first.
+    locations: Vec<ExportedLocation>,
+    /// How many locations the export holds.
+    location_count: u64,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ExportedDevice {
+    device_id: Uuid,
+    display_name: String,
+    group_id: String,
+    platform: Platform,
+    fcm_token: Option<String>,
+    active: bool,
+    last_seen_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ExportedLocation {
+    captured_at: DateTime<Utc>,
+    latitude: f64,
+    longitude: f64,
+    accuracy: f32,
+    altitude: Option<f64>,
+    bearing: Option<f32>,
+    speed: Option<f32>,
+    provider: Option<String>,
+    battery_level: Option<i16>,
+    network_type: Option<String>,
+    /// When the server received it.
+    created_at: DateTime<Utc>,
+}
+
+/// Exports all data stored about a device (GDPR access and portability).
+///
+/// The device's registration and every one of its locations (not only the last 30 days'), as
+/// one JSON document delivered as an attachment and streamed from a consistent snapshot, so
+/// exports of any size use constant server memory. Limited to 10 exports per hour per API key.
+/// Audited as `device.data_export`.
+#[utoipa::path(
+    get,
+    path = "/devices/{device_id}/data-export",
+    tag = tags::PRIVACY,
+    security(("api_key" = [])),
+    params(("device_id" = Uuid, Path, description = "The device's UUID")),
+    responses(
+        (status = 200, description = "The export (Content-Disposition: attachment)", body = DataExport,
+            headers(("Content-Disposition" = String, description = "attachment; filename=\"device-<id>-export.json\"")),
+            example = json!({
+                "exported_at": "2026-11-21T10:30:00Z",
+                "device": {"device_id": "550e8400-e29b-41d4-a716-446655440000", "display_name": "Martin's Phone",
+                           "group_id": "family-group-123", "platform": "android", "fcm_token": null, "active": true,
+                           "last_seen_at": "2026-11-21T10:29:40Z", "created_at": "2026-10-01T09:00:00Z",
+                           "updated_at": "2026-11-02T18:12:00Z"},
+                "locations": [{"captured_at": "2026-11-21T10:29:00Z", "latitude": 48.1374, "longitude": 11.5755,
+                               "accuracy": 12.5, "altitude": null, "bearing": null, "speed": null,
+                               "provider": "fused", "battery_level": 82, "network_type": "wifi",
+                               "created_at": "2026-11-21T10:29:02Z"}],
+                "location_count": 1
+            })),
+        (status = 400, response = responses::ValidationFailed),
+        (status = 401, response = responses::Unauthorized),
+        (status = 404, response = responses::NotFound),
+        (status = 408, response = responses::RequestTimeout),
+        (status = 429, response = responses::RateLimited),
+        (status = 503, response = responses::ServiceUnavailable),
+    )
+)]
+pub async fn export_device_data(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    AppPath(device_id): AppPath<Uuid>,
+) -> ApiResult<Response> {
+    let chunks = privacy::export(&state.pool, &actor, device_id).await?;
+    let stream = futures_util::stream::unfold(chunks, |mut chunks| async move {
+        chunks.recv().await.map(|chunk| (chunk, chunks))
+    });
+    let disposition = format!("attachment; filename=\"device-{device_id}-export.json\"");
+    Ok((
+        [(header::CONTENT_TYPE, "application/json".to_owned()), (header::CONTENT_DISPOSITION, disposition)],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// Erases a device and all its data (GDPR erasure). Irreversible.
+///
+/// Deletes the registration, every location and every idempotency record of the device. A
+/// second call answers 404. Audited as `device.data_delete`.
+#[utoipa::path(
+    delete,
+    path = "/devices/{device_id}/data",
+    tag = tags::PRIVACY,
+    security(("api_key" = [])),
+    params(("device_id" = Uuid, Path, description = "The device's UUID")),
+    responses(
+        (status = 204, description = "Erased"),
+        (status = 400, response = responses::ValidationFailed),
+        (status = 401, response = responses::Unauthorized),
+        (status = 404, response = responses::NotFound),
+        (status = 408, response = responses::RequestTimeout),
+        (status = 429, response = responses::RateLimited),
+        (status = 503, response = responses::ServiceUnavailable),
+    )
+)]
+pub async fn delete_device_data(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    AppPath(device_id): AppPath<Uuid>,
+) -> ApiResult<StatusCode> {
+    privacy::erase(&state.pool, &actor, device_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
