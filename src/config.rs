@@ -93,8 +93,19 @@ pub struct LimitsSettings {
 #[serde(deny_unknown_fields)]
 pub struct TelemetrySettings {
     pub otlp_endpoint: String,
+    pub otlp_protocol: OtlpProtocol,
+    pub sampling_ratio: f64,
     pub service_name: String,
+    pub service_version: String,
     pub environment: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum OtlpProtocol {
+    #[serde(rename = "grpc")]
+    Grpc,
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -187,6 +198,22 @@ impl Settings {
         at_least("limits.max_batch_size", self.limits.max_batch_size.into(), 1)?;
         at_least("limits.location_retention_days", self.limits.location_retention_days.into(), 1)?;
         at_least("limits.max_body_bytes", self.limits.max_body_bytes as u64, 1024)?;
+        let telemetry = &self.telemetry;
+        if !(0.0..=1.0).contains(&telemetry.sampling_ratio) {
+            return Err(ConfigError::invalid("telemetry.sampling_ratio", "must be between 0.0 and 1.0"));
+        }
+        let endpoint = telemetry.otlp_endpoint.trim();
+        let valid_endpoint =
+            endpoint.is_empty() || endpoint.starts_with("http://") || endpoint.starts_with("https://");
+        if !valid_endpoint {
+            return Err(ConfigError::invalid(
+                "telemetry.otlp_endpoint",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        if telemetry.service_name.trim().is_empty() {
+            return Err(ConfigError::invalid("telemetry.service_name", "must not be empty"));
+        }
         let jobs = &self.jobs;
         at_least("jobs.location_retention_interval_secs", jobs.location_retention_interval_secs, 1)?;
         at_least("jobs.group_stats_refresh_interval_secs", jobs.group_stats_refresh_interval_secs, 1)?;

@@ -123,7 +123,7 @@ pub async fn observe<T>(
     statement: &str,
     query: impl Future<Output = sqlx::Result<T>>,
 ) -> sqlx::Result<T> {
-    let span = tracing::debug_span!(
+    let span = tracing::info_span!(
         "db.query",
         otel.name = %format_args!("{operation} {table}"),
         otel.kind = "client",

@@ -89,6 +89,7 @@ pub fn app(state: AppState) -> Router {
                         .on_response(request_log::log_response)
                         .on_failure(()),
                 )
+                .layer(from_fn(request_log::expose_trace_context))
                 .layer(from_fn(middleware::metrics::record))
                 .layer(from_fn_with_state(state.clone(), middleware::security_headers::add))
                 .option_layer(cors(&settings.security))
@@ -144,6 +145,8 @@ fn cors(security: &SecuritySettings) -> Option<CorsLayer> {
                 header("x-api-key"),
                 header("idempotency-key"),
                 header("x-request-id"),
+                header("traceparent"),
+                header("tracestate"),
             ])
             .expose_headers([
                 header("x-request-id"),

@@ -127,7 +127,15 @@ async fn run_periodically(job: Job, pool: PgPool, settings: Settings, mut stoppe
             _ = stopped.changed() => return,
         }
         // Each run is its own root span, so its logs (and later its trace) stand alone.
-        let span = tracing::info_span!(parent: None, "job", job = job.name());
+        let span = tracing::info_span!(
+            parent: None,
+            "job",
+            otel.name = %format_args!("job {}", job.name()),
+            job = job.name(),
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        crate::telemetry::record_trace_ids(&span);
         execute(job, &pool, &settings).instrument(span).await;
     }
 }

@@ -26,8 +26,6 @@ fn main() -> ExitCode {
         }
     };
     let sink = if matches!(command, Command::Serve) { LogSink::Stdout } else { LogSink::Stderr };
-    telemetry::init(&settings.logging, sink);
-
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -35,7 +33,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(command, settings)) {
+    let outcome = runtime.block_on(async {
+        let telemetry = telemetry::init(&settings, sink);
+        let outcome = run(command, settings).await;
+        // Flush the spans still queued; blocking, so off the async workers.
+        let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+        outcome
+    });
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");

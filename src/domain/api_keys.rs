@@ -68,10 +68,12 @@ pub fn looks_like_key(candidate: &str) -> bool {
 }
 
 /// Resolves an `X-API-Key` header value to an active, unexpired key, or `Unauthorized`.
+#[tracing::instrument(name = "auth.api_key", skip_all, fields(key_id = tracing::field::Empty))]
 pub async fn authenticate(pool: &PgPool, presented: Option<&str>) -> ApiResult<AuthenticatedKey> {
     let key = presented.map(str::trim).filter(|k| looks_like_key(k)).ok_or(ApiError::Unauthorized)?;
     let found =
         db::api_keys::find_active_by_hash(pool, &hash_key(key)).await?.ok_or(ApiError::Unauthorized)?;
+    tracing::Span::current().record("key_id", found.id);
     let stale = found.last_used_at.is_none_or(|at| Utc::now() - at >= LAST_USED_RESOLUTION);
     if stale {
         // Off the request path: a slow or failed bookkeeping write never delays or fails a call.

@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use chrono::{DateTime, Duration, Utc};
 use sqlx::PgPool;
+use tracing::Instrument;
 use uuid::Uuid;
 use validator::ValidationError;
 
@@ -184,13 +185,17 @@ pub async fn upload(
     let mut tx = pool.begin().await?;
     if let Some(key) = idempotency {
         let claim = db::idempotency::claim(&mut tx, api_key_id, key, upload.device_id)
+            .instrument(tracing::info_span!("idempotency.check"))
             .await
             .on_constraint("fk_idempotency_keys_device", device_not_found)?;
         if let Claim::Taken(record) = claim {
             return idempotency::replay(key, record);
         }
     }
+    // One statement checks the device is registered and active and stores every fix.
+    let store = tracing::info_span!("locations.store", device_check = true, fixes = upload.fixes.len());
     let inserted = db::locations::insert_fixes(&mut tx, upload.device_id, &upload.fixes)
+        .instrument(store)
         .await
         .on_constraint("fk_locations_device", device_not_found)?;
     if inserted != upload.fixes.len() as u64 {

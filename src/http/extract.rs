@@ -46,7 +46,7 @@ where
                 ApiError::field("body", rejection.body_text())
             }
         })?;
-        parse_json(&bytes).map(AppJson)
+        tracing::info_span!("deserialize", bytes = bytes.len()).in_scope(|| parse_json(&bytes)).map(AppJson)
     }
 }
 
@@ -254,7 +254,7 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let AppJson(value) = AppJson::<T>::from_request(req, state).await?;
-        value.validate()?;
+        tracing::info_span!("validate").in_scope(|| value.validate())?;
         Ok(ValidJson(value))
     }
 }
@@ -272,7 +272,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let AppQuery(value) = AppQuery::<T>::from_request_parts(parts, state).await?;
-        value.validate()?;
+        tracing::info_span!("validate").in_scope(|| value.validate())?;
         Ok(ValidQuery(value))
     }
 }

@@ -130,7 +130,7 @@ pub fn test_settings(database_url: &str) -> Settings {
     settings.database.acquire_timeout_secs = 3;
     if let Ok(level) = std::env::var("TEST_LOG") {
         settings.logging.level = level;
-        phone_manager::telemetry::init(&settings.logging, phone_manager::telemetry::LogSink::Stderr);
+        let _ = phone_manager::telemetry::init(&settings, phone_manager::telemetry::LogSink::Stderr);
     }
     settings
 }
@@ -303,6 +303,15 @@ impl ServerProcess {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
+    }
+
+    /// Sends SIGTERM and waits for a graceful exit; returns whether it exited successfully.
+    pub async fn terminate(mut self) -> bool {
+        let pid = self._child.id().expect("the server is running").to_string();
+        let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+        assert!(sent.success());
+        let status = tokio::time::timeout(Duration::from_secs(20), self._child.wait()).await;
+        matches!(status, Ok(Ok(status)) if status.success())
     }
 
     /// Peak resident memory of the server process so far (VmHWM), in KiB.

@@ -12,3 +12,4 @@ mod health;
 mod helpers;
 mod locations;
 mod observability;
+mod tracing;
