@@ -5,7 +5,9 @@
 //!    key lookup, rate limit, metrics, logging, headers) and a public one (`/api/health/live`)
 //!    against a bare axum route, all served by this process, loaded by `wrk`;
 //! 2. batch ingest: `POST /api/v1/locations/batch` with 50 fixes (validation, idempotency-free
-//!    path, one UNNEST insert) against raw multi-row `INSERT`s of the same rows over sqlx.
+//!    path, one UNNEST insert) against raw multi-row `INSERT`s of the same rows over sqlx;
+//! 3. tracing: `POST /api/v1/locations` on two server processes of the release binary, one
+//!    exporting every span over OTLP/gRPC to a local receiver, one with export off.
 //!
 //! Run: `cargo bench --bench throughput` (needs PostgreSQL at DATABASE_URL, default
 //! postgres://postgres@127.0.0.1:5432/postgres, and `wrk` for part 1: `apt-get install wrk`).
@@ -66,7 +68,8 @@ async fn main() -> anyhow::Result<()> {
 async fn run(port: u16, bare_port: u16, key: &str, pool: &PgPool) -> anyhow::Result<()> {
     println!("# Throughput ratios ({} cores)\n", std::thread::available_parallelism().map_or(0, |n| n.get()));
     middleware_overhead(port, bare_port, key);
-    batch_ingest(port, key, pool).await
+    batch_ingest(port, key, pool).await?;
+    tracing_overhead(key).await
 }
 
 struct WrkResult {
@@ -77,12 +80,20 @@ struct WrkResult {
 }
 
 fn wrk(url: &str, key: Option<&str>) -> Option<WrkResult> {
+    wrk_with(url, key, None)
+}
+
+/// `wrk` with an optional Lua script (for POST bodies).
+fn wrk_with(url: &str, key: Option<&str>, script: Option<&std::path::Path>) -> Option<WrkResult> {
     let seconds = env_or("BENCH_SECONDS", 10);
     let connections = env_or("BENCH_CONNECTIONS", 64);
     let mut command = Command::new("wrk");
     command.args(["-t2", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency"]);
     if let Some(key) = key {
         command.args(["-H", &format!("X-API-Key: {key}")]);
+    }
+    if let Some(script) = script {
+        command.arg("-s").arg(script);
     }
     let output = command.arg(url).output().ok()?;
     let text = String::from_utf8_lossy(&output.stdout);
@@ -236,5 +247,105 @@ async fn batch_ingest(port: u16, key: &str, pool: &PgPool) -> anyhow::Result<()>
         raw.as_secs_f64(),
         batches as f64 / raw.as_secs_f64()
     );
+    Ok(())
+}
+
+/// Starts the release binary serving on `port` with extra environment; killed on drop.
+fn server_process(port: u16, env: &[(&str, String)]) -> anyhow::Result<std::process::Child> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_phone-manager"));
+    command
+        .env("PM__SERVER__PORT", port.to_string())
+        .env("PM__DATABASE__URL", database_url(&format!("pm_bench_{}", std::process::id())))
+        .env("PM__DATABASE__MAX_CONNECTIONS", "10")
+        .env("PM__SECURITY__RATE_LIMIT_PER_MINUTE", "1000000000")
+        .env("PM__JOBS__ENABLED", "false")
+        .env("PM_CONFIG_DIR", "/nonexistent")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    Ok(command.arg("serve").spawn()?)
+}
+
+async fn wait_ready(port: u16) -> anyhow::Result<()> {
+    for _ in 0..200 {
+        if reqwest::get(format!("http://127.0.0.1:{port}/api/health/ready"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("server on port {port} did not become ready")
+}
+
+async fn free_port() -> anyhow::Result<u16> {
+    Ok(tokio::net::TcpListener::bind("127.0.0.1:0").await?.local_addr()?.port())
+}
+
+async fn tracing_overhead(key: &str) -> anyhow::Result<()> {
+    let collector = fake_opentelemetry_collector::FakeCollectorServer::start()
+        .await
+        .map_err(|e| anyhow::anyhow!("OTLP receiver: {e}"))?;
+    let (plain_port, traced_port) = (free_port().await?, free_port().await?);
+    let mut plain = server_process(plain_port, &[])?;
+    let mut traced = server_process(
+        traced_port,
+        &[
+            ("PM__TELEMETRY__OTLP_ENDPOINT", collector.endpoint()),
+            ("PM__TELEMETRY__OTLP_PROTOCOL", "grpc".into()),
+        ],
+    )?;
+    wait_ready(plain_port).await?;
+    wait_ready(traced_port).await?;
+
+    let client = reqwest::Client::new();
+    let device = Uuid::new_v4();
+    client
+        .post(format!("http://127.0.0.1:{plain_port}/api/v1/devices/register"))
+        .header("X-API-Key", key)
+        .json(&json!({"device_id": device, "display_name": "Traced", "group_id": "tracing"}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let body = json!({"device_id": device, "timestamp": Utc::now().timestamp_millis(),
+                      "latitude": 48.1, "longitude": 11.5, "accuracy": 10.0});
+    let script = std::env::temp_dir().join(format!("pm-bench-{}.lua", std::process::id()));
+    std::fs::write(
+        &script,
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = '{body}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+        ),
+    )?;
+
+    println!("## Tracing: `POST /api/v1/locations`, export on vs off (two processes, wrk)\n");
+    println!("| server | req/s | p50 ms | p99 ms | vs off |");
+    println!("|---|---:|---:|---:|---:|");
+    let url = |port: u16| format!("http://127.0.0.1:{port}/api/v1/locations");
+    let results = [
+        ("export off", wrk_with(&url(plain_port), Some(key), Some(&script))),
+        ("export on (OTLP/gRPC, every span sampled)", wrk_with(&url(traced_port), Some(key), Some(&script))),
+    ];
+    let base = results[0].1.as_ref().map_or(f64::NAN, |r| r.requests_per_sec);
+    for (label, result) in results {
+        match result {
+            Some(r) => println!(
+                "| {label}{} | {:.0} | {:.2} | {:.2} | {:.2} |",
+                if r.errors { " (errors!)" } else { "" },
+                r.requests_per_sec,
+                r.p50_ms,
+                r.p99_ms,
+                r.requests_per_sec / base
+            ),
+            None => println!("| {label} | (wrk not found) | | | |"),
+        }
+    }
+    let _ = std::fs::remove_file(&script);
+    let _ = plain.kill();
+    let _ = traced.kill();
+    let _ = plain.wait();
+    let _ = traced.wait();
     Ok(())
 }
