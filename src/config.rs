@@ -298,6 +298,19 @@ mod tests {
         assert_eq!(settings.limits.max_batch_size, 50);
     }
 
+    /// `.env.example` documents every setting: a new key in default.toml fails here until it is.
+    #[test]
+    fn env_example_documents_every_setting() {
+        let example = include_str!("../.env.example");
+        let defaults: toml::Table = DEFAULTS.parse().expect("default.toml parses");
+        for (section, keys) in &defaults {
+            for key in keys.as_table().expect("sections are tables").keys() {
+                let variable = format!("PM__{}__{}=", section.to_uppercase(), key.to_uppercase());
+                assert!(example.contains(&variable), ".env.example lacks {variable}");
+            }
+        }
+    }
+
     #[test]
     fn redacts_passwords_only() {
         assert_eq!(redact_url("postgres://u:pw@h:5432/d"), "postgres://u:***@h:5432/d");
