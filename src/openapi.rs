@@ -157,6 +157,21 @@ pub mod responses {
     pub struct InternalError(pub ErrorBody);
 }
 
+/// The errors every authenticated operation can answer: no valid key, the request took too long,
+/// the key's rate limit, the database or the server unavailable. Listed once, referenced by all.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum AuthenticatedErrors {
+    #[response(status = 401)]
+    Unauthorized(#[ref_response] responses::Unauthorized),
+    #[response(status = 408)]
+    RequestTimeout(#[ref_response] responses::RequestTimeout),
+    #[response(status = 429)]
+    RateLimited(#[ref_response] responses::RateLimited),
+    #[response(status = 503)]
+    ServiceUnavailable(#[ref_response] responses::ServiceUnavailable),
+}
+
 /// The complete v1 document, built from the route table without any state.
 pub fn spec() -> utoipa::openapi::OpenApi {
     crate::http::api_router().into_openapi()

@@ -19,7 +19,7 @@ use crate::{
         extract::{AdminKey, AppJson, AppPath, Caller, ValidQuery},
         routes::devices::DeviceResponse,
     },
-    openapi::{responses, tags},
+    openapi::{AuthenticatedErrors, responses, tags},
     state::AppState,
 };
 
@@ -60,11 +60,8 @@ pub struct PurgeResponse {
     responses(
         (status = 200, description = "How many devices were deleted", body = PurgeResponse),
         (status = 400, response = responses::ValidationFailed),
-        (status = 401, response = responses::Unauthorized),
         (status = 403, response = responses::Forbidden),
-        (status = 408, response = responses::RequestTimeout),
-        (status = 429, response = responses::RateLimited),
-        (status = 503, response = responses::ServiceUnavailable),
+        AuthenticatedErrors,
     )
 )]
 pub async fn delete_inactive_devices(
@@ -92,13 +89,10 @@ pub async fn delete_inactive_devices(
     responses(
         (status = 200, description = "The device, active", body = DeviceResponse),
         (status = 400, response = responses::ValidationFailed),
-        (status = 401, response = responses::Unauthorized),
         (status = 403, response = responses::Forbidden),
         (status = 404, response = responses::NotFound),
-        (status = 408, response = responses::RequestTimeout),
         (status = 409, response = responses::Conflict),
-        (status = 429, response = responses::RateLimited),
-        (status = 503, response = responses::ServiceUnavailable),
+        AuthenticatedErrors,
     )
 )]
 pub async fn reactivate_device(
@@ -142,11 +136,8 @@ pub struct StatsResponse {
     security(("api_key" = [])),
     responses(
         (status = 200, description = "System totals", body = StatsResponse),
-        (status = 401, response = responses::Unauthorized),
         (status = 403, response = responses::Forbidden),
-        (status = 408, response = responses::RequestTimeout),
-        (status = 429, response = responses::RateLimited),
-        (status = 503, response = responses::ServiceUnavailable),
+        AuthenticatedErrors,
     )
 )]
 pub async fn get_stats(_admin: AdminKey, State(state): State<AppState>) -> ApiResult<AppJson<StatsResponse>> {
@@ -245,11 +236,8 @@ pub struct AuditPage {
     responses(
         (status = 200, description = "One page of entries", body = AuditPage),
         (status = 400, response = responses::ValidationFailed),
-        (status = 401, response = responses::Unauthorized),
         (status = 403, response = responses::Forbidden),
-        (status = 408, response = responses::RequestTimeout),
-        (status = 429, response = responses::RateLimited),
-        (status = 503, response = responses::ServiceUnavailable),
+        AuthenticatedErrors,
     )
 )]
 pub async fn list_audit_entries(

@@ -12,7 +12,7 @@ use crate::{
     domain::devices::{self, Device, Registration, rules},
     error::ApiResult,
     http::extract::{AppJson, AppPath, ValidJson, ValidQuery},
-    openapi::{responses, tags},
+    openapi::{AuthenticatedErrors, responses, tags},
     state::AppState,
 };
 
@@ -127,12 +127,9 @@ impl From<Device> for DeviceResponse {
     responses(
         (status = 200, description = "The device as stored", body = DeviceResponse),
         (status = 400, response = responses::ValidationFailed),
-        (status = 401, response = responses::Unauthorized),
-        (status = 408, response = responses::RequestTimeout),
-        (status = 429, response = responses::RateLimited),
         (status = 409, response = responses::Conflict),
         (status = 413, response = responses::PayloadTooLarge),
-        (status = 503, response = responses::ServiceUnavailable),
+        AuthenticatedErrors,
     )
 )]
 pub async fn register_device(
@@ -204,10 +201,7 @@ pub struct LastLocationResponse {
     responses(
         (status = 200, description = "The group's active devices", body = DeviceListResponse),
         (status = 400, response = responses::ValidationFailed),
-        (status = 401, response = responses::Unauthorized),
-        (status = 408, response = responses::RequestTimeout),
-        (status = 429, response = responses::RateLimited),
-        (status = 503, response = responses::ServiceUnavailable),
+        AuthenticatedErrors,
     )
 )]
 pub async fn list_devices(
@@ -247,11 +241,8 @@ pub async fn list_devices(
     responses(
         (status = 204, description = "Deactivated"),
         (status = 400, response = responses::ValidationFailed),
-        (status = 401, response = responses::Unauthorized),
-        (status = 408, response = responses::RequestTimeout),
-        (status = 429, response = responses::RateLimited),
         (status = 404, response = responses::NotFound),
-        (status = 503, response = responses::ServiceUnavailable),
+        AuthenticatedErrors,
     )
 )]
 pub async fn delete_device(

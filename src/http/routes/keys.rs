@@ -7,7 +7,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     http::extract::{AppJson, AuthKey},
-    openapi::{responses, tags},
+    openapi::{AuthenticatedErrors, tags},
     state::AppState,
 };
 
@@ -38,9 +38,7 @@ pub struct CurrentKeyResponse {
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The calling key", body = CurrentKeyResponse),
-        (status = 401, response = responses::Unauthorized),
-        (status = 408, response = responses::RequestTimeout),
-        (status = 429, response = responses::RateLimited),
+        AuthenticatedErrors,
     )
 )]
 pub async fn get_current_key(AuthKey(key): AuthKey) -> AppJson<CurrentKeyResponse> {

@@ -19,7 +19,7 @@ use crate::{
     },
     error::{ApiError, ApiResult},
     http::extract::{AppJson, AuthKey, ValidJson},
-    openapi::{responses, tags},
+    openapi::{AuthenticatedErrors, responses, tags},
     state::AppState,
 };
 
@@ -171,13 +171,10 @@ impl From<UploadReceipt> for UploadResponse {
         (status = 200, description = "The fix was stored (or this is a replay)", body = UploadResponse,
             example = json!({"success": true, "processed_count": 1})),
         (status = 400, response = responses::ValidationFailed),
-        (status = 401, response = responses::Unauthorized),
-        (status = 408, response = responses::RequestTimeout),
-        (status = 429, response = responses::RateLimited),
         (status = 404, response = responses::DeviceNotRegistered),
         (status = 413, response = responses::PayloadTooLarge),
         (status = 422, response = responses::IdempotencyKeyReused),
-        (status = 503, response = responses::ServiceUnavailable),
+        AuthenticatedErrors,
     )
 )]
 pub async fn upload_location(
@@ -209,13 +206,10 @@ pub async fn upload_location(
     responses(
         (status = 200, description = "Every fix was stored (or this is a replay)", body = UploadResponse),
         (status = 400, response = responses::ValidationFailed),
-        (status = 401, response = responses::Unauthorized),
-        (status = 408, response = responses::RequestTimeout),
-        (status = 429, response = responses::RateLimited),
         (status = 404, response = responses::DeviceNotRegistered),
         (status = 413, response = responses::PayloadTooLarge),
         (status = 422, response = responses::IdempotencyKeyReused),
-        (status = 503, response = responses::ServiceUnavailable),
+        AuthenticatedErrors,
     )
 )]
 pub async fn upload_location_batch(

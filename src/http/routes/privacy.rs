@@ -18,7 +18,7 @@ use crate::{
         extract::{AppPath, Caller},
         routes::devices::Platform,
     },
-    openapi::{responses, tags},
+    openapi::{AuthenticatedErrors, responses, tags},
     state::AppState,
 };
 
@@ -102,11 +102,8 @@ pub struct ExportedLocation {
                 "location_count": 1
             })),
         (status = 400, response = responses::ValidationFailed),
-        (status = 401, response = responses::Unauthorized),
         (status = 404, response = responses::NotFound),
-        (status = 408, response = responses::RequestTimeout),
-        (status = 429, response = responses::RateLimited),
-        (status = 503, response = responses::ServiceUnavailable),
+        AuthenticatedErrors,
     )
 )]
 pub async fn export_device_data(
@@ -139,11 +136,8 @@ pub async fn export_device_data(
     responses(
         (status = 204, description = "Erased"),
         (status = 400, response = responses::ValidationFailed),
-        (status = 401, response = responses::Unauthorized),
         (status = 404, response = responses::NotFound),
-        (status = 408, response = responses::RequestTimeout),
-        (status = 429, response = responses::RateLimited),
-        (status = 503, response = responses::ServiceUnavailable),
+        AuthenticatedErrors,
     )
 )]
 pub async fn delete_device_data(
