@@ -6,7 +6,7 @@
 #   4. breaking-selftest  the breaking-change check catches the seeded fixtures
 #   5. breaking        no breaking change against the last released contract
 #   6. server          cargo build, then a server on a free port with a throwaway database
-#   7. fuzz            schemathesis, all checks, against that server
+#   7. fuzz            schemathesis, all checks, against that server (with an admin key)
 #   8. kotlin-smoke    the generated Kotlin client compiled with kotlinc and used against it
 # Every step runs even when an earlier one failed (except that 7 and 8 need 6); a summary
 # closes the output and the exit status is non-zero if anything failed.
@@ -58,7 +58,8 @@ SERVER_PID=""
 DB_NAME="pm_contract_$$"
 DB_URL="postgres://postgres@127.0.0.1:5432/$DB_NAME"
 BASE_URL=""
-API_KEY=""
+API_KEY=""       # a standard key, as a phone app has: the Kotlin smoke test
+ADMIN_KEY=""     # an admin key, so the fuzzer reaches /api/v1/admin/* beyond the 403
 
 postgres_ready() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
 
@@ -110,6 +111,7 @@ start_server() {
   # The fuzzer sends thousands of requests a minute with one key; the rate limiter is not
   # what it tests.
   export PM__SECURITY__RATE_LIMIT_PER_MINUTE=1000000 PM__SECURITY__ADMIN_RATE_LIMIT_PER_MINUTE=1000000
+  export PM__SECURITY__EXPORT_RATE_LIMIT_PER_HOUR=1000000
   export PM__SECURITY__RATE_LIMIT_BACKEND=local
 
   "$bin" serve >"$WORK_DIR/server.log" 2>&1 &
@@ -127,8 +129,9 @@ start_server() {
     return 1
   fi
   API_KEY=$("$bin" keys create --name contract --json | json_field key) || return 1
-  [ -n "$API_KEY" ] || return 1
-  note "API key created (prefix ${API_KEY:0:8})"
+  ADMIN_KEY=$("$bin" keys create --name contract-admin --admin --json | json_field key) || return 1
+  [ -n "$API_KEY" ] && [ -n "$ADMIN_KEY" ] || return 1
+  note "API keys created: standard ${API_KEY:0:8}..., admin ${ADMIN_KEY:0:8}..."
 }
 
 # --- steps ----------------------------------------------------------------------------------
@@ -139,7 +142,7 @@ step lint contract/lint.sh
 step breaking-selftest contract/breaking-selftest.sh
 step breaking contract/breaking-check.sh
 if step server start_server; then
-  step fuzz contract/fuzz.sh "$BASE_URL" "$API_KEY"
+  step fuzz contract/fuzz.sh "$BASE_URL" "$ADMIN_KEY"
   step kotlin-smoke contract/kotlin-smoke/run.sh "$BASE_URL" "$API_KEY" "$DB_URL"
   errors=$(grep -c ' ERROR ' "$WORK_DIR/server.log" || true)
   [ "$errors" -eq 0 ] || note "the server logged $errors ERROR line(s): contract/.work/server.log"
