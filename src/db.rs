@@ -107,11 +107,22 @@ fn sqlstate(err: &sqlx::Error) -> Option<String> {
     err.as_database_error().and_then(|db| db.code()).map(|code| code.into_owned())
 }
 
+/// Starts a transaction, traced and timed like any statement.
+pub async fn begin(pool: &PgPool) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    observe("BEGIN", "transaction", "BEGIN", pool.begin()).await
+}
+
+/// Commits, traced and timed: COMMIT waits for the WAL flush, often a write's largest cost.
+pub async fn commit(tx: sqlx::Transaction<'_, sqlx::Postgres>) -> sqlx::Result<()> {
+    observe("COMMIT", "transaction", "COMMIT", tx.commit()).await
+}
+
 /// A read-only transaction on one consistent snapshot, for long reads (data exports) that must
 /// not see concurrent writes half-way. Owned, so it can move into a streaming task; it rolls
 /// back when dropped.
 pub async fn begin_read_snapshot(pool: &PgPool) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
-    pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await
+    const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+    observe("BEGIN", "transaction", BEGIN, pool.begin_with(BEGIN)).await
 }
 
 /// Runs one statement inside a `db.query` client span carrying the OpenTelemetry database

@@ -19,7 +19,7 @@ pub const MAX_OLDER_THAN_DAYS: u32 = 3650;
 /// Deletes inactive devices unseen for `older_than_days` with all their data; returns how many.
 pub async fn purge_inactive_devices(pool: &PgPool, actor: &Actor, older_than_days: u32) -> ApiResult<u64> {
     let days = i32::try_from(older_than_days).expect("validated to at most 3650");
-    let mut tx = pool.begin().await?;
+    let mut tx = db::begin(pool).await?;
     let deleted = db::devices::delete_inactive(&mut tx, days).await?;
     let event = Event {
         action: "devices.purge_inactive",
@@ -28,7 +28,7 @@ pub async fn purge_inactive_devices(pool: &PgPool, actor: &Actor, older_than_day
         metadata: json!({"older_than_days": older_than_days, "deleted_count": deleted.len(), "device_ids": deleted}),
     };
     audit::record(&mut tx, actor, event).await?;
-    tx.commit().await?;
+    db::commit(tx).await?;
     Ok(deleted.len() as u64)
 }
 
@@ -40,7 +40,7 @@ pub async fn reactivate_device(
     device_id: Uuid,
     max_per_group: u32,
 ) -> ApiResult<Device> {
-    let mut tx = pool.begin().await?;
+    let mut tx = db::begin(pool).await?;
     let current = db::devices::find_record(&mut *tx, device_id)
         .await?
         .ok_or_else(|| ApiError::NotFound("Device not found".into()))?;
@@ -62,7 +62,7 @@ pub async fn reactivate_device(
         metadata: json!({"group_id": row.group_id, "was_active": membership.active}),
     };
     audit::record(&mut tx, actor, event).await?;
-    tx.commit().await?;
+    db::commit(tx).await?;
     Ok(row.into())
 }
 

@@ -102,9 +102,9 @@ pub async fn create(
 ) -> ApiResult<IssuedKey> {
     let name = validate_name(name)?;
     let expires_at = expiry(expires_in_days)?;
-    let mut tx = pool.begin().await?;
+    let mut tx = db::begin(pool).await?;
     let issued = insert_new(&mut tx, name, is_admin, expires_at).await?;
-    tx.commit().await?;
+    db::commit(tx).await?;
     Ok(issued)
 }
 
@@ -121,7 +121,7 @@ pub enum KeySelector {
 
 /// Deactivates the selected key and issues a new one with the same name and role, atomically.
 pub async fn rotate(pool: &PgPool, selector: &KeySelector) -> ApiResult<(ApiKeyRecord, IssuedKey)> {
-    let mut tx = pool.begin().await?;
+    let mut tx = db::begin(pool).await?;
     let old = resolve(&mut tx, selector).await?;
     if !old.is_active {
         return Err(ApiError::Conflict(format!(
@@ -132,16 +132,16 @@ pub async fn rotate(pool: &PgPool, selector: &KeySelector) -> ApiResult<(ApiKeyR
     db::api_keys::deactivate(&mut *tx, old.id).await?;
     let expires_at = old.expires_at.filter(|at| *at > Utc::now());
     let issued = insert_new(&mut tx, &old.name, old.is_admin, expires_at).await?;
-    tx.commit().await?;
+    db::commit(tx).await?;
     Ok((old, issued))
 }
 
 /// Deactivates the selected key. Deactivating an inactive key is a no-op, so re-running is safe.
 pub async fn deactivate(pool: &PgPool, selector: &KeySelector) -> ApiResult<ApiKeyRecord> {
-    let mut tx = pool.begin().await?;
+    let mut tx = db::begin(pool).await?;
     let mut key = resolve(&mut tx, selector).await?;
     db::api_keys::deactivate(&mut *tx, key.id).await?;
-    tx.commit().await?;
+    db::commit(tx).await?;
     key.is_active = false;
     Ok(key)
 }

@@ -127,7 +127,7 @@ pub fn group_full_message(limit: u32) -> String {
 /// joining a group of 19 at once cannot make 21. A device already active in the group never
 /// trips the limit.
 pub async fn register(pool: &PgPool, registration: Registration, max_per_group: u32) -> ApiResult<Device> {
-    let mut tx = pool.begin().await?;
+    let mut tx = db::begin(pool).await?;
     db::devices::lock_group(&mut tx, &registration.group_id).await?;
     let current = db::devices::find_membership_for_update(&mut tx, registration.device_id).await?;
     let already_member = current.is_some_and(|m| m.active && m.group_id == registration.group_id);
@@ -149,7 +149,7 @@ pub async fn register(pool: &PgPool, registration: Registration, max_per_group: 
         },
     )
     .await?;
-    tx.commit().await?;
+    db::commit(tx).await?;
     metrics::device_registered(created);
     Ok(row.into())
 }

@@ -182,7 +182,7 @@ pub async fn upload(
     upload: Upload,
     idempotency: Option<&IdempotencyKey>,
 ) -> ApiResult<Outcome> {
-    let mut tx = pool.begin().await?;
+    let mut tx = db::begin(pool).await?;
     if let Some(key) = idempotency {
         let claim = db::idempotency::claim(&mut tx, api_key_id, key, upload.device_id)
             .instrument(tracing::info_span!("idempotency.check"))
@@ -207,7 +207,7 @@ pub async fn upload(
         let body = serde_json::to_value(receipt).expect("a receipt serializes");
         db::idempotency::complete(&mut tx, api_key_id, key, 200, &body).await?;
     }
-    tx.commit().await?;
+    db::commit(tx).await?;
     metrics::locations_uploaded(upload.fixes.len());
     last_seen.touch(upload.device_id);
     Ok(Outcome::Fresh(receipt))

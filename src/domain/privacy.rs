@@ -31,7 +31,7 @@ pub type ExportStream = mpsc::Receiver<Result<Bytes, std::io::Error>>;
 /// are read from one consistent snapshot (REPEATABLE READ, read only) and written out as they
 /// arrive, never collected.
 pub async fn export(pool: &PgPool, actor: &Actor, device_id: Uuid) -> ApiResult<ExportStream> {
-    let mut tx = pool.begin().await?;
+    let mut tx = db::begin(pool).await?;
     let device = db::devices::find_record(&mut *tx, device_id)
         .await?
         .ok_or_else(|| ApiError::NotFound("Device not found".into()))?;
@@ -42,7 +42,7 @@ pub async fn export(pool: &PgPool, actor: &Actor, device_id: Uuid) -> ApiResult<
         metadata: json!({}),
     };
     audit::record(&mut tx, actor, event).await?;
-    tx.commit().await?;
+    db::commit(tx).await?;
 
     let mut snapshot = db::begin_read_snapshot(pool).await?;
     let (sender, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
@@ -173,7 +173,7 @@ impl<'a> From<&'a LocationRecord> for ExportedLocation<'a> {
 /// Erases the device with every location and idempotency record of it (ON DELETE CASCADE).
 /// Irreversible; audited in the same transaction.
 pub async fn erase(pool: &PgPool, actor: &Actor, device_id: Uuid) -> ApiResult<()> {
-    let mut tx = pool.begin().await?;
+    let mut tx = db::begin(pool).await?;
     if !db::devices::delete(&mut tx, device_id).await? {
         return Err(ApiError::NotFound("Device not found".into()));
     }
@@ -184,6 +184,6 @@ pub async fn erase(pool: &PgPool, actor: &Actor, device_id: Uuid) -> ApiResult<(
         metadata: json!({}),
     };
     audit::record(&mut tx, actor, event).await?;
-    tx.commit().await?;
+    db::commit(tx).await?;
     Ok(())
 }

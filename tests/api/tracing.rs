@@ -109,6 +109,10 @@ async fn a_batch_upload_exports_one_trace_with_http_and_sql_spans() {
         let text = attribute(span, "db.query.text").unwrap();
         assert!(!text.contains("trace-me") && !text.contains(&device.to_string()), "no values: {text}");
     }
+    eprintln!(
+        "span tree of the batch upload, as received over OTLP:\n{}",
+        tree(&trace, &server_span.span_id, 0)
+    );
     let insert = sql.iter().find(|s| s.name == "INSERT locations").expect("the INSERT span");
     assert_eq!(attribute(insert, "db.operation.name").as_deref(), Some("INSERT"));
     assert_eq!(attribute(insert, "db.collection.name").as_deref(), Some("locations"));
@@ -128,6 +132,21 @@ fn attribute(span: &ExportedSpan, key: &str) -> Option<String> {
         // A number or boolean: up to the closing parenthesis.
         None => inner[..inner.find(')')?].to_owned(),
     })
+}
+
+/// The spans under `root`, indented, with durations, in start order.
+fn tree(spans: &[&ExportedSpan], root: &str, depth: usize) -> String {
+    let mut out = String::new();
+    if let Some(span) = spans.iter().find(|s| s.span_id == root) {
+        let micros = (span.end_time_unix_nano - span.start_time_unix_nano) / 1000;
+        out.push_str(&format!("{}{} ({} µs)\n", "  ".repeat(depth), span.name, micros));
+    }
+    let mut children: Vec<&&ExportedSpan> = spans.iter().filter(|s| s.parent_span_id == root).collect();
+    children.sort_by_key(|s| s.start_time_unix_nano);
+    for child in children {
+        out.push_str(&tree(spans, &child.span_id, depth + 1));
+    }
+    out
 }
 
 fn names<'a>(spans: impl IntoIterator<Item = &'a ExportedSpan>) -> Vec<String> {
