@@ -10,3 +10,4 @@ pub mod idempotency;
 pub mod last_seen;
 pub mod locations;
 pub mod privacy;
+pub mod text;

@@ -214,6 +214,17 @@ impl From<sqlx::Error> for ApiError {
                 tracing::warn!(error = %err, "database unavailable");
                 Self::ServiceUnavailable("Database temporarily unavailable".into())
             }
+            // SQLSTATE class 22 (data exception: a character PostgreSQL cannot store, a value
+            // out of a column's range) and 23514 (a CHECK constraint) come from values in the
+            // request that validation should have refused: still the client's mistake, so a
+            // 400, never a 500. Logged, because validation should catch these first.
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22") || c == "23514") => {
+                tracing::warn!(code = ?db.code(), constraint = ?db.constraint(), error = %db, "input refused by the database");
+                Self::Validation {
+                    message: "The request contains a value that cannot be stored".into(),
+                    details: vec![FieldError::new("body", "a value is invalid or out of range")],
+                }
+            }
             other => Self::Internal(anyhow::Error::new(other).context("database error")),
         }
     }

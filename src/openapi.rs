@@ -33,6 +33,7 @@ pub mod tags {
             `{\"error\", \"message\", \"details\"}`. Timestamps in responses are RFC 3339 UTC; \
             JSON fields are snake_case. Unknown fields in request bodies are ignored.",
         license(name = "MIT", identifier = "MIT"),
+        contact(name = "Phone Manager backend team"),
     ),
     servers((url = "/", description = "This server")),
     tags(
@@ -170,6 +171,8 @@ pub enum AuthenticatedErrors {
     RateLimited(#[ref_response] responses::RateLimited),
     #[response(status = 503)]
     ServiceUnavailable(#[ref_response] responses::ServiceUnavailable),
+    #[response(status = 500)]
+    InternalError(#[ref_response] responses::InternalError),
 }
 
 /// The complete v1 document, built from the route table without any state.

@@ -191,9 +191,9 @@ async fn insert_new(
 
 fn validate_name(name: &str) -> ApiResult<&str> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
-        return Err(ApiError::field("name", format!("must be 1 to {MAX_NAME_LEN} characters")));
-    }
+    crate::domain::text::plain(name, 1, MAX_NAME_LEN).map_err(|problem| {
+        ApiError::field("name", problem.message.map_or_else(|| "is invalid".to_owned(), |m| m.into_owned()))
+    })?;
     Ok(name)
 }
 

@@ -67,17 +67,23 @@ pub struct Page {
 /// Newest first, filtered, one page of at most `filter.limit` entries.
 pub async fn list(pool: &PgPool, mut filter: db::audit::Filter, cursor: Option<&str>) -> ApiResult<Page> {
     if let Some(cursor) = cursor {
-        let before = cursor
-            .parse::<i64>()
-            .ok()
-            .filter(|id| *id > 0)
-            .ok_or_else(|| ApiError::field("cursor", "is not a cursor returned by this endpoint"))?;
-        filter.before_id = Some(before);
+        filter.before_id = Some(parse_cursor(cursor)?);
     }
     let entries = db::audit::list(pool, &filter).await?;
     let next_cursor =
         (entries.len() as i64 == filter.limit).then(|| entries.last().map(|e| e.id.to_string())).flatten();
     Ok(Page { entries, next_cursor })
+}
+
+/// A cursor is the id of the last entry of a page: 1–18 digits, no leading zero.
+fn parse_cursor(cursor: &str) -> ApiResult<i64> {
+    let canonical = (1..=18).contains(&cursor.len())
+        && cursor.bytes().all(|b| b.is_ascii_digit())
+        && !cursor.starts_with('0');
+    canonical
+        .then(|| cursor.parse::<i64>().ok())
+        .flatten()
+        .ok_or_else(|| ApiError::field("cursor", "is not a cursor returned by this endpoint"))
 }
 
 /// Time bounds of a listing, checked.

@@ -1,7 +1,5 @@
 //! Devices and groups: registration rules, the group size limit, deactivation, listing.
 
-use std::borrow::Cow;
-
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -20,29 +18,30 @@ pub const DEFAULT_PLATFORM: &str = "android";
 pub const DISPLAY_NAME_MAX: usize = 50;
 pub const GROUP_ID_MAX: usize = 50;
 pub const FCM_TOKEN_MAX: usize = 4096;
+/// JSON Schema pattern of [`rules::display_name`]: optional surrounding whitespace around 2–50
+/// characters that start and end with a visible one; no control characters anywhere.
+pub const DISPLAY_NAME_PATTERN: &str = r"^[^\S\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]{0,48}[^\s\x00-\x1f\x7f-\x9f][^\S\x00-\x1f\x7f-\x9f]*$";
 
 /// Rules for request fields, used by the HTTP DTOs' `#[validate(custom(...))]` attributes so
 /// that every problem of a request is reported at once.
 pub mod rules {
     use super::*;
 
-    fn problem(code: &'static str, message: impl Into<Cow<'static, str>>) -> ValidationError {
-        ValidationError::new(code).with_message(message.into())
-    }
+    use crate::domain::text::{self, problem};
 
     pub fn device_id(value: &str) -> Result<(), ValidationError> {
         Uuid::parse_str(value).map(drop).map_err(|_| problem("uuid", "must be a UUID"))
     }
 
-    /// 2–50 characters once surrounding whitespace is trimmed, and no control characters.
+    /// No control characters anywhere, and 2–50 characters once surrounding whitespace is
+    /// trimmed ([`DISPLAY_NAME_PATTERN`]).
     pub fn display_name(value: &str) -> Result<(), ValidationError> {
-        let trimmed = value.trim();
-        let length = trimmed.chars().count();
+        if text::has_control_characters(value) {
+            return Err(problem("control_characters", "must not contain control characters"));
+        }
+        let length = value.trim().chars().count();
         if !(2..=DISPLAY_NAME_MAX).contains(&length) {
             return Err(problem("length", format!("must be 2 to {DISPLAY_NAME_MAX} characters")));
-        }
-        if trimmed.chars().any(char::is_control) {
-            return Err(problem("control_characters", "must not contain control characters"));
         }
         Ok(())
     }
@@ -70,10 +69,7 @@ pub mod rules {
     }
 
     pub fn fcm_token(value: &str) -> Result<(), ValidationError> {
-        if value.is_empty() || value.len() > FCM_TOKEN_MAX {
-            return Err(problem("length", format!("must be 1 to {FCM_TOKEN_MAX} characters")));
-        }
-        Ok(())
+        text::plain(value, 1, FCM_TOKEN_MAX)
     }
 }
 
@@ -225,6 +221,33 @@ mod tests {
         assert!(fcm_token(&"t".repeat(4096)).is_ok());
         assert!(fcm_token(&"t".repeat(4097)).is_err());
         assert!(fcm_token("").is_err());
+    }
+
+    #[test]
+    fn display_name_pattern_matches_the_rule() {
+        let pattern = regex::Regex::new(super::DISPLAY_NAME_PATTERN).unwrap();
+        let long = "x".repeat(50);
+        let too_long = "x".repeat(51);
+        for sample in [
+            "ab",
+            "  ab  ",
+            "a",
+            "  a  ",
+            "",
+            "   ",
+            "Zoë's 📱",
+            "a b",
+            "a\tb",
+            "\tab",
+            "ab\n",
+            "a\u{0}b",
+            long.as_str(),
+            too_long.as_str(),
+            "\u{a0}ab\u{a0}",
+            "a\u{85}b",
+        ] {
+            assert_eq!(pattern.is_match(sample), display_name(sample).is_ok(), "{sample:?}");
+        }
     }
 
     #[test]

@@ -1,7 +1,5 @@
 //! Locations: validation rules, single and batch upload, last location per device.
 
-use std::borrow::Cow;
-
 use chrono::{DateTime, Duration, Utc};
 use sqlx::PgPool;
 use tracing::Instrument;
@@ -25,6 +23,9 @@ pub const MAX_AGE: Duration = Duration::days(7);
 pub const TEXT_FIELD_MAX: usize = 50;
 /// Altitude bounds in metres (mirrors chk_altitude): below the deepest mine, above any aircraft.
 pub const ALTITUDE_LIMIT: f64 = 1_000_000.0;
+/// Largest accuracy or speed: a round number just below the largest REAL (3.4028235e38), so the
+/// bound can be stated exactly in the API document.
+pub const REAL_MAX: f64 = 3.4e38;
 
 /// One validated GPS fix, ready to store.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,17 +56,21 @@ pub struct LastLocation {
 pub mod rules {
     use super::*;
 
-    fn problem(code: &'static str, message: impl Into<Cow<'static, str>>) -> ValidationError {
-        ValidationError::new(code).with_message(message.into())
-    }
+    use crate::domain::text::{self, problem};
 
     fn within(value: f64, min: f64, max: f64) -> bool {
         value.is_finite() && (min..=max).contains(&value)
     }
 
-    /// Fits a PostgreSQL REAL without becoming infinite.
-    fn finite_real(value: f64) -> bool {
-        value.is_finite() && value.abs() <= f64::from(f32::MAX)
+    /// Non-negative and at most [`REAL_MAX`], so it fits a PostgreSQL REAL.
+    fn measurement(value: f64, name: &str) -> Result<(), ValidationError> {
+        if !value.is_finite() || value < 0.0 {
+            return Err(problem("range", format!("{name} must be non-negative")));
+        }
+        if value > REAL_MAX {
+            return Err(problem("range", format!("{name} must be at most 3.4e38")));
+        }
+        Ok(())
     }
 
     pub fn latitude(value: f64) -> Result<(), ValidationError> {
@@ -81,9 +86,7 @@ pub mod rules {
     }
 
     pub fn accuracy(value: f64) -> Result<(), ValidationError> {
-        (finite_real(value) && value >= 0.0)
-            .then_some(())
-            .ok_or_else(|| problem("range", "Accuracy must be non-negative"))
+        measurement(value, "Accuracy")
     }
 
     pub fn altitude(value: f64) -> Result<(), ValidationError> {
@@ -99,9 +102,7 @@ pub mod rules {
     }
 
     pub fn speed(value: f64) -> Result<(), ValidationError> {
-        (finite_real(value) && value >= 0.0)
-            .then_some(())
-            .ok_or_else(|| problem("range", "Speed must be non-negative"))
+        measurement(value, "Speed")
     }
 
     pub fn battery_level(value: i64) -> Result<(), ValidationError> {
@@ -113,14 +114,7 @@ pub mod rules {
 
     /// Provider and network type: 1–50 characters, no control characters.
     pub fn short_text(value: &str) -> Result<(), ValidationError> {
-        let length = value.chars().count();
-        if !(1..=TEXT_FIELD_MAX).contains(&length) {
-            return Err(problem("length", format!("must be 1 to {TEXT_FIELD_MAX} characters")));
-        }
-        if value.chars().any(char::is_control) {
-            return Err(problem("control_characters", "must not contain control characters"));
-        }
-        Ok(())
+        text::plain(value, 1, TEXT_FIELD_MAX)
     }
 
     /// Milliseconds since the Unix epoch, no more than 60 s ahead of the server's clock and
@@ -235,6 +229,8 @@ mod tests {
         assert!(accuracy(0.0).is_ok());
         assert_eq!(accuracy(-0.1).unwrap_err().message.unwrap(), "Accuracy must be non-negative");
         assert!(accuracy(1e300).is_err(), "would overflow REAL");
+        assert_eq!(accuracy(1e39).unwrap_err().message.unwrap(), "Accuracy must be at most 3.4e38");
+        assert!(accuracy(3.4e38).is_ok());
         assert!(bearing(0.0).is_ok() && bearing(360.0).is_ok());
         assert!(bearing(-0.01).is_err() && bearing(360.01).is_err());
         assert!(speed(0.0).is_ok() && speed(-1.0).is_err() && speed(f64::INFINITY).is_err());

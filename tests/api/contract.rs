@@ -62,3 +62,28 @@ fn every_authenticated_operation_declares_the_key_and_its_errors() {
         }
     }
 }
+
+/// The patterns in the document are the ones the code enforces (utoipa needs literals, so the
+/// document carries copies; this keeps them equal).
+#[test]
+fn documented_patterns_are_the_enforced_ones() {
+    use phone_manager::domain::{devices::DISPLAY_NAME_PATTERN, text::NO_CONTROL_CHARACTERS};
+    let spec: serde_json::Value = serde_json::from_str(&openapi::spec_json()).unwrap();
+    let schemas = &spec["components"]["schemas"];
+    assert_eq!(
+        schemas["RegisterDeviceRequest"]["properties"]["display_name"]["pattern"],
+        DISPLAY_NAME_PATTERN
+    );
+    for (schema, field) in [
+        ("RegisterDeviceRequest", "fcm_token"),
+        ("UploadLocationRequest", "provider"),
+        ("UploadLocationRequest", "network_type"),
+        ("BatchLocation", "provider"),
+        ("BatchLocation", "network_type"),
+    ] {
+        assert_eq!(
+            schemas[schema]["properties"][field]["pattern"], NO_CONTROL_CHARACTERS,
+            "{schema}.{field}"
+        );
+    }
+}

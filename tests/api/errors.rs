@@ -113,3 +113,67 @@ mod bad_requests {
         assert_eq!(body["message"], "Request exceeds maximum size of 1048576 bytes");
     }
 }
+
+mod found_by_fuzzing {
+    //! Inputs schemathesis found the server mishandling; each must be a clean 400 now.
+    use reqwest::StatusCode;
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use crate::{devices::Devices, helpers::assert_error};
+
+    #[tokio::test]
+    async fn nul_characters_are_refused_not_500() {
+        let api = Devices::spawn().await;
+        let response = api
+            .register(json!({"device_id": Uuid::new_v4(), "display_name": "Phone", "group_id": "fam", "fcm_token": "a\u{0}b"}))
+            .await;
+        let body = assert_error(response, StatusCode::BAD_REQUEST, "validation_error").await;
+        assert_eq!(body["details"][0]["field"], "fcm_token");
+        let admin = api.app.create_key(true).await.key;
+        for filter in ["resource_id", "action", "resource_type"] {
+            let response = api.app.get_with_key(&format!("/api/v1/admin/audit?{filter}=%00"), &admin).await;
+            let body = assert_error(response, StatusCode::BAD_REQUEST, "validation_error").await;
+            assert_eq!(body["details"][0]["field"], filter);
+        }
+    }
+
+    #[tokio::test]
+    async fn fcm_token_length_counts_characters() {
+        let api = Devices::spawn().await;
+        let token = "é".repeat(4096);
+        let response =
+            api.register(json!({"device_id": Uuid::new_v4(), "display_name": "Phone", "group_id": "fam", "fcm_token": token})).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn huge_measurements_say_what_is_wrong() {
+        let api = Devices::spawn().await;
+        let device = api.device().await;
+        let body = json!({"device_id": device, "timestamp": chrono::Utc::now().timestamp_millis(),
+                          "latitude": 1.0, "longitude": 1.0, "accuracy": 1e39});
+        let error = assert_error(
+            api.post("/api/v1/locations", &body, None).await,
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+        )
+        .await;
+        assert_eq!(error["details"][0]["message"], "Accuracy must be at most 3.4e38");
+    }
+
+    #[tokio::test]
+    async fn cursors_must_be_canonical() {
+        let api = Devices::spawn().await;
+        let admin = api.app.create_key(true).await.key;
+        for cursor in ["01", "0", "1234567890123456789", "-5"] {
+            let response =
+                api.app.get_with_key(&format!("/api/v1/admin/audit?cursor={cursor}"), &admin).await;
+            assert_error(response, StatusCode::BAD_REQUEST, "validation_error").await;
+        }
+        assert_eq!(
+            api.app.get_with_key("/api/v1/admin/audit?cursor=12", &admin).await.status(),
+            StatusCode::OK
+        );
+    }
+}

@@ -12,7 +12,7 @@ use crate::{
     db::audit::{EntryRow, Filter},
     domain::{
         admin::{self, MAX_OLDER_THAN_DAYS},
-        audit,
+        audit, text,
     },
     error::ApiResult,
     http::{
@@ -157,17 +157,21 @@ pub async fn get_stats(_admin: AdminKey, State(state): State<AppState>) -> ApiRe
 #[derive(Debug, Deserialize, Validate, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
-    /// Only this action, e.g. `device.data_delete`.
-    #[validate(length(min = 1, max = 100, message = "must be 1 to 100 characters"))]
+    /// Only this action, e.g. `device.data_delete` (1–100 characters).
+    #[validate(custom(function = "filter_100"))]
+    #[param(min_length = 1, max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub action: Option<String>,
-    /// Only this resource type, e.g. `device`.
-    #[validate(length(min = 1, max = 50, message = "must be 1 to 50 characters"))]
+    /// Only this resource type, e.g. `device` (1–50 characters).
+    #[validate(custom(function = "filter_50"))]
+    #[param(min_length = 1, max_length = 50, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub resource_type: Option<String>,
-    /// Only this resource, e.g. a device id.
-    #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    /// Only this resource, e.g. a device id (1–200 characters).
+    #[validate(custom(function = "filter_200"))]
+    #[param(min_length = 1, max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub resource_id: Option<String>,
     /// Only entries of this API key.
     #[validate(range(min = 1, message = "must be positive"))]
+    #[param(minimum = 1)]
     pub api_key_id: Option<i64>,
     /// Entries at or after this time (RFC 3339).
     pub since: Option<DateTime<Utc>>,
@@ -178,7 +182,20 @@ pub struct AuditQuery {
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[1-9][0-9]{0,17}$")]
     pub cursor: Option<String>,
+}
+
+fn filter_100(value: &str) -> Result<(), validator::ValidationError> {
+    text::plain(value, 1, 100)
+}
+
+fn filter_50(value: &str) -> Result<(), validator::ValidationError> {
+    text::plain(value, 1, 50)
+}
+
+fn filter_200(value: &str) -> Result<(), validator::ValidationError> {
+    text::plain(value, 1, 200)
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -48,9 +48,12 @@ pub struct RegisterDeviceRequest {
     #[validate(custom(function = "rules::device_id"))]
     #[schema(value_type = Uuid)]
     pub device_id: String,
-    /// 2–50 characters after trimming, no control characters.
+    /// 2–50 characters once surrounding whitespace is trimmed (it is stored trimmed); no
+    /// control characters.
     #[validate(custom(function = "rules::display_name"))]
-    #[schema(min_length = 2, max_length = 50)]
+    #[schema(
+        pattern = r"^[^\S\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]{0,48}[^\s\x00-\x1f\x7f-\x9f][^\S\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub display_name: String,
     /// 2–50 characters of `A-Z a-z 0-9 _ -`. A group holds at most 20 active devices.
     #[validate(custom(function = "rules::group_id"))]
@@ -60,9 +63,10 @@ pub struct RegisterDeviceRequest {
     #[validate(custom(function = "rules::platform"))]
     #[schema(value_type = Option<Platform>)]
     pub platform: Option<String>,
-    /// Firebase Cloud Messaging token (at most 4096 characters); omitted keeps the stored one.
+    /// Firebase Cloud Messaging token, 1–4096 characters without control characters; omitted
+    /// keeps the stored one.
     #[validate(custom(function = "rules::fcm_token"))]
-    #[schema(max_length = 4096)]
+    #[schema(min_length = 1, max_length = 4096, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub fcm_token: Option<String>,
 }
 
@@ -146,7 +150,12 @@ pub async fn register_device(
 pub struct ListDevicesQuery {
     /// The group to list (2–50 characters of `A-Z a-z 0-9 _ -`).
     #[validate(custom(function = "rules::group_id"))]
-    #[param(example = "family-group-123")]
+    #[param(
+        example = "family-group-123",
+        min_length = 2,
+        max_length = 50,
+        pattern = "^[A-Za-z0-9_-]{2,50}$"
+    )]
     pub group_id: String,
 }
 
@@ -184,7 +193,7 @@ pub struct LastLocationResponse {
     /// When the fix was taken (RFC 3339, UTC).
     pub timestamp: DateTime<Utc>,
     /// Horizontal accuracy in metres.
-    pub accuracy: f32,
+    pub accuracy: f64,
 }
 
 /// Lists the active devices of a group with where each last was.
@@ -220,7 +229,7 @@ pub async fn list_devices(
                 latitude: last.latitude,
                 longitude: last.longitude,
                 timestamp: last.captured_at,
-                accuracy: last.accuracy,
+                accuracy: f64::from(last.accuracy),
             }),
         })
         .collect();

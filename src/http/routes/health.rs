@@ -10,7 +10,7 @@ use crate::{
     domain,
     error::{ApiError, ErrorBody},
     http::extract::AppJson,
-    openapi::tags,
+    openapi::{responses, tags},
     state::AppState,
 };
 
@@ -78,6 +78,7 @@ pub struct ProbeResponse {
     tag = tags::HEALTH,
     responses(
         (status = 200, description = "Service and database are healthy", body = HealthResponse),
+        (status = 408, response = responses::RequestTimeout),
         (status = 503, description = "The database is unreachable", body = HealthResponse,
             example = json!({"status": "unhealthy", "version": "0.1.0",
                              "database": {"connected": false, "error": "database unreachable"},
@@ -106,7 +107,10 @@ pub async fn get_health(State(state): State<AppState>) -> impl IntoResponse {
     get,
     path = "/api/health/live",
     tag = tags::HEALTH,
-    responses((status = 200, description = "The process is alive", body = ProbeResponse)),
+    responses(
+        (status = 200, description = "The process is alive", body = ProbeResponse),
+        (status = 408, response = responses::RequestTimeout),
+    ),
 )]
 pub async fn get_liveness() -> AppJson<ProbeResponse> {
     AppJson(ProbeResponse { status: "ok" })
@@ -120,6 +124,7 @@ pub async fn get_liveness() -> AppJson<ProbeResponse> {
     responses(
         (status = 200, description = "Ready to accept traffic", body = ProbeResponse,
             example = json!({"status": "ready"})),
+        (status = 408, response = responses::RequestTimeout),
         (status = 503, description = "The database is unreachable", body = ErrorBody,
             example = json!({"error": "service_unavailable", "message": "The database is unreachable"})),
     )

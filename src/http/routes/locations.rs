@@ -47,9 +47,9 @@ macro_rules! with_fix_fields {
             #[validate(custom(function = "rules::longitude"))]
             #[schema(minimum = -180, maximum = 180, example = 11.5755)]
             pub longitude: f64,
-            /// Horizontal accuracy in metres, at least 0.
+            /// Horizontal accuracy in metres, 0 to 3.4e38.
             #[validate(custom(function = "rules::accuracy"))]
-            #[schema(minimum = 0, example = 12.5)]
+            #[schema(minimum = 0, maximum = 3.4e38, example = 12.5)]
             pub accuracy: f64,
             /// Metres above sea level, -1,000,000 to 1,000,000.
             #[validate(custom(function = "rules::altitude"))]
@@ -59,21 +59,22 @@ macro_rules! with_fix_fields {
             #[validate(custom(function = "rules::bearing"))]
             #[schema(minimum = 0, maximum = 360, example = 270.0)]
             pub bearing: Option<f64>,
-            /// Metres per second, at least 0.
+            /// Metres per second, 0 to 3.4e38.
             #[validate(custom(function = "rules::speed"))]
-            #[schema(minimum = 0, example = 1.4)]
+            #[schema(minimum = 0, maximum = 3.4e38, example = 1.4)]
             pub speed: Option<f64>,
-            /// Location provider, e.g. `gps`, `network`, `fused` (1–50 characters).
+            /// Location provider, e.g. `gps`, `network`, `fused` (1–50 characters, no control
+            /// characters).
             #[validate(custom(function = "rules::short_text"))]
-            #[schema(min_length = 1, max_length = 50, example = "fused")]
+            #[schema(min_length = 1, max_length = 50, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$", example = "fused")]
             pub provider: Option<String>,
             /// Battery percentage, 0 to 100.
             #[validate(custom(function = "rules::battery_level"))]
             #[schema(minimum = 0, maximum = 100, example = 82)]
             pub battery_level: Option<i64>,
-            /// Network type, e.g. `wifi`, `cellular` (1–50 characters).
+            /// Network type, e.g. `wifi`, `cellular` (1–50 characters, no control characters).
             #[validate(custom(function = "rules::short_text"))]
-            #[schema(min_length = 1, max_length = 50, example = "wifi")]
+            #[schema(min_length = 1, max_length = 50, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$", example = "wifi")]
             pub network_type: Option<String>,
         }
 
@@ -239,7 +240,13 @@ pub async fn upload_location_batch(
 struct IdempotencyHeader {
     /// Makes retries safe: 1–255 visible ASCII characters, e.g. a UUID generated per upload.
     /// The first successful answer is kept for 24 h and replayed to the same API key.
-    #[param(rename = "Idempotency-Key", example = "3f1c2b7e-6d9a-4d43-9a61-0b7f3c9e2a11")]
+    #[param(
+        rename = "Idempotency-Key",
+        example = "3f1c2b7e-6d9a-4d43-9a61-0b7f3c9e2a11",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[\\x21-\\x7e]+$"
+    )]
     idempotency_key: Option<String>,
 }
 

@@ -3,7 +3,11 @@
 use axum::{extract::State, http::header, response::IntoResponse};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{metrics, openapi::tags, state::AppState};
+use crate::{
+    metrics,
+    openapi::{responses, tags},
+    state::AppState,
+};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(get_metrics))
@@ -21,6 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 200, description = "Prometheus text exposition format", body = String,
             content_type = "text/plain; version=0.0.4",
             example = "# TYPE http_requests_total counter\nhttp_requests_total{method=\"GET\",path=\"/api/health\",status=\"200\"} 3\n"),
+        (status = 408, response = responses::RequestTimeout),
     )
 )]
 pub async fn get_metrics(State(state): State<AppState>) -> impl IntoResponse {
