@@ -207,9 +207,9 @@ open class AdminApi(basePath: kotlin.String = defaultBasePath, client: Call.Fact
      * GET /api/v1/admin/audit
      * Lists audit entries, newest first, filtered and paginated by cursor.
      * Entries are kept 90 days. Every admin change and every privacy operation (data export, data deletion) has one, written in the same transaction as the change.
-     * @param action Only this action, e.g. &#x60;device.data_delete&#x60;. (optional)
-     * @param resourceType Only this resource type, e.g. &#x60;device&#x60;. (optional)
-     * @param resourceId Only this resource, e.g. a device id. (optional)
+     * @param action Only this action, e.g. &#x60;device.data_delete&#x60; (1–100 characters). (optional)
+     * @param resourceType Only this resource type, e.g. &#x60;device&#x60; (1–50 characters). (optional)
+     * @param resourceId Only this resource, e.g. a device id (1–200 characters). (optional)
      * @param apiKeyId Only entries of this API key. (optional)
      * @param since Entries at or after this time (RFC 3339). (optional)
      * @param until Entries before this time (RFC 3339). (optional)
@@ -246,9 +246,9 @@ open class AdminApi(basePath: kotlin.String = defaultBasePath, client: Call.Fact
      * GET /api/v1/admin/audit
      * Lists audit entries, newest first, filtered and paginated by cursor.
      * Entries are kept 90 days. Every admin change and every privacy operation (data export, data deletion) has one, written in the same transaction as the change.
-     * @param action Only this action, e.g. &#x60;device.data_delete&#x60;. (optional)
-     * @param resourceType Only this resource type, e.g. &#x60;device&#x60;. (optional)
-     * @param resourceId Only this resource, e.g. a device id. (optional)
+     * @param action Only this action, e.g. &#x60;device.data_delete&#x60; (1–100 characters). (optional)
+     * @param resourceType Only this resource type, e.g. &#x60;device&#x60; (1–50 characters). (optional)
+     * @param resourceId Only this resource, e.g. a device id (1–200 characters). (optional)
      * @param apiKeyId Only entries of this API key. (optional)
      * @param since Entries at or after this time (RFC 3339). (optional)
      * @param until Entries before this time (RFC 3339). (optional)
@@ -271,9 +271,9 @@ open class AdminApi(basePath: kotlin.String = defaultBasePath, client: Call.Fact
     /**
      * To obtain the request config of the operation listAuditEntries
      *
-     * @param action Only this action, e.g. &#x60;device.data_delete&#x60;. (optional)
-     * @param resourceType Only this resource type, e.g. &#x60;device&#x60;. (optional)
-     * @param resourceId Only this resource, e.g. a device id. (optional)
+     * @param action Only this action, e.g. &#x60;device.data_delete&#x60; (1–100 characters). (optional)
+     * @param resourceType Only this resource type, e.g. &#x60;device&#x60; (1–50 characters). (optional)
+     * @param resourceId Only this resource, e.g. a device id (1–200 characters). (optional)
      * @param apiKeyId Only entries of this API key. (optional)
      * @param since Entries at or after this time (RFC 3339). (optional)
      * @param until Entries before this time (RFC 3339). (optional)

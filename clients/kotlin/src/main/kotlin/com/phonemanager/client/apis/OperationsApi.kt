@@ -27,6 +27,7 @@ import java.io.IOException
 import okhttp3.Call
 import okhttp3.HttpUrl
 
+import com.phonemanager.client.models.ErrorBody
 
 import com.google.gson.annotations.SerializedName
 
@@ -110,7 +111,7 @@ open class OperationsApi(basePath: kotlin.String = defaultBasePath, client: Call
         val localVariableBody = null
         val localVariableQuery: MultiValueMap = mutableMapOf()
         val localVariableHeaders: MutableMap<String, String> = mutableMapOf()
-        localVariableHeaders["Accept"] = "text/plain; version=0.0.4"
+        localVariableHeaders["Accept"] = "text/plain; version=0.0.4, application/json"
 
         return RequestConfig(
             method = RequestMethod.GET,

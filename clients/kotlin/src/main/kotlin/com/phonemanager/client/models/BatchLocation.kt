@@ -32,13 +32,13 @@ import com.google.gson.annotations.SerializedName
  * @param timestamp When the fix was taken, in milliseconds since the Unix epoch. At most 60 s in the future (clock skew) and at most 7 days old.
  * @param latitude Degrees, -90 to 90 inclusive.
  * @param longitude Degrees, -180 to 180 inclusive.
- * @param accuracy Horizontal accuracy in metres, at least 0.
+ * @param accuracy Horizontal accuracy in metres, 0 to 3.4e38.
  * @param altitude Metres above sea level, -1,000,000 to 1,000,000.
  * @param bearing Degrees from north, 0 to 360 inclusive.
- * @param speed Metres per second, at least 0.
- * @param provider Location provider, e.g. `gps`, `network`, `fused` (1–50 characters).
+ * @param speed Metres per second, 0 to 3.4e38.
+ * @param provider Location provider, e.g. `gps`, `network`, `fused` (1–50 characters, no control characters).
  * @param batteryLevel Battery percentage, 0 to 100.
- * @param networkType Network type, e.g. `wifi`, `cellular` (1–50 characters).
+ * @param networkType Network type, e.g. `wifi`, `cellular` (1–50 characters, no control characters).
  */
 
 
@@ -56,7 +56,7 @@ data class BatchLocation (
     @SerializedName("longitude")
     val longitude: kotlin.Double,
 
-    /* Horizontal accuracy in metres, at least 0. */
+    /* Horizontal accuracy in metres, 0 to 3.4e38. */
     @SerializedName("accuracy")
     val accuracy: kotlin.Double,
 
@@ -68,11 +68,11 @@ data class BatchLocation (
     @SerializedName("bearing")
     val bearing: kotlin.Double? = null,
 
-    /* Metres per second, at least 0. */
+    /* Metres per second, 0 to 3.4e38. */
     @SerializedName("speed")
     val speed: kotlin.Double? = null,
 
-    /* Location provider, e.g. `gps`, `network`, `fused` (1–50 characters). */
+    /* Location provider, e.g. `gps`, `network`, `fused` (1–50 characters, no control characters). */
     @SerializedName("provider")
     val provider: kotlin.String? = null,
 
@@ -80,7 +80,7 @@ data class BatchLocation (
     @SerializedName("battery_level")
     val batteryLevel: kotlin.Long? = null,
 
-    /* Network type, e.g. `wifi`, `cellular` (1–50 characters). */
+    /* Network type, e.g. `wifi`, `cellular` (1–50 characters, no control characters). */
     @SerializedName("network_type")
     val networkType: kotlin.String? = null
 

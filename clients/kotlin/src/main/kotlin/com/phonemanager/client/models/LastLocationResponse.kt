@@ -50,7 +50,7 @@ data class LastLocationResponse (
 
     /* Horizontal accuracy in metres. */
     @SerializedName("accuracy")
-    val accuracy: kotlin.Float
+    val accuracy: kotlin.Double
 
 ) {
 

@@ -31,10 +31,10 @@ import com.google.gson.annotations.SerializedName
  * Registers a device, or updates it when `device_id` is already known.  Unknown JSON fields are ignored, so older and newer apps can talk to this server.
  *
  * @param deviceId The device's own UUID, generated once on the phone.
- * @param displayName 2–50 characters after trimming, no control characters.
+ * @param displayName 2–50 characters once surrounding whitespace is trimmed (it is stored trimmed); no control characters.
  * @param groupId 2–50 characters of `A-Z a-z 0-9 _ -`. A group holds at most 20 active devices.
  * @param platform Defaults to `android` for a new device; omitted on re-registration keeps the stored value.
- * @param fcmToken Firebase Cloud Messaging token (at most 4096 characters); omitted keeps the stored one.
+ * @param fcmToken Firebase Cloud Messaging token, 1–4096 characters without control characters; omitted keeps the stored one.
  */
 
 
@@ -44,7 +44,7 @@ data class RegisterDeviceRequest (
     @SerializedName("device_id")
     val deviceId: java.util.UUID,
 
-    /* 2–50 characters after trimming, no control characters. */
+    /* 2–50 characters once surrounding whitespace is trimmed (it is stored trimmed); no control characters. */
     @SerializedName("display_name")
     val displayName: kotlin.String,
 
@@ -56,7 +56,7 @@ data class RegisterDeviceRequest (
     @SerializedName("platform")
     val platform: Platform? = null,
 
-    /* Firebase Cloud Messaging token (at most 4096 characters); omitted keeps the stored one. */
+    /* Firebase Cloud Messaging token, 1–4096 characters without control characters; omitted keeps the stored one. */
     @SerializedName("fcm_token")
     val fcmToken: kotlin.String? = null
 
