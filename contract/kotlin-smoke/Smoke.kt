@@ -151,7 +151,7 @@ private fun run(baseUrl: String, apiKey: String) {
     val la = listed.firstOrNull { it.deviceId == deviceA }?.lastLocation
     check(
         "A's last_location is the single fix",
-        la != null && la.latitude == 48.1374 && la.longitude == 11.5755 && la.accuracy == 12.5f &&
+        la != null && la.latitude == 48.1374 && la.longitude == 11.5755 && la.accuracy == 12.5 &&
             la.timestamp.toInstant().toEpochMilli() == single.timestamp,
     ) { la }
     val lb = listed.firstOrNull { it.deviceId == deviceB }?.lastLocation
