@@ -186,6 +186,23 @@ async fn serve_creates_its_database_and_stops_gracefully_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(healthy, "the service answers /api/health");
+    let response = client
+        .get(format!("http://127.0.0.1:{port}/api/health/live"))
+        .header("X-Request-ID", "log-me-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let key = phone_manager::domain::api_keys::create(&pool, "logged?", false, None).await.unwrap().key;
+    pool.close().await;
+    let response = client
+        .get(format!("http://127.0.0.1:{port}/api/v1/keys/current"))
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
 
     let pid = child.id().unwrap().to_string();
     let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -195,4 +212,17 @@ async fn serve_creates_its_database_and_stops_gracefully_on_sigterm() {
     let output = child.wait_with_output().await.unwrap();
     let logs = String::from_utf8_lossy(&output.stdout);
     assert!(logs.contains("shutting down") && logs.contains("\"stopped\""), "{logs}");
+    // One JSON line per request, with everything needed to find it again.
+    let line: Value = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["request_id"] == "log-me-7" && line["message"] == "request completed")
+        .unwrap_or_else(|| panic!("a request line in {logs}"));
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["path"], "/api/health/live");
+    assert_eq!(line["status"], 200);
+    assert!(line["duration_ms"].is_number());
+    assert_eq!(line["trace_id"].as_str().map(str::len), Some(32));
+    assert_eq!(line["span_id"].as_str().map(str::len), Some(16));
+    assert!(!logs.contains(&key), "keys are never logged");
 }

@@ -85,3 +85,44 @@ async fn stopping_finishes_cleanly_and_refuses_new_connections() {
     let after = reqwest::Client::new().get(app.url("/api/health/live")).send().await;
     assert!(after.is_err(), "no longer accepting connections");
 }
+
+/// A request in flight when shutdown starts still completes; new connections are refused.
+#[tokio::test]
+async fn in_flight_requests_finish_during_graceful_shutdown() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut app = TestApp::spawn().await;
+    let key = app.create_key(false).await.key;
+    let body =
+        format!(r#"{{"device_id":"{}","display_name":"Late","group_id":"fam"}}"#, uuid::Uuid::new_v4());
+    let (head, tail) = body.split_at(20);
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let request = format!(
+        "POST /api/v1/devices/register HTTP/1.1\r\nHost: {address}\r\nX-API-Key: {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{head}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let stopping = tokio::spawn(async move {
+        let result = app.stop().await;
+        (app, result)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(tokio::net::TcpStream::connect(&address).await.is_err(), "no new connections while stopping");
+
+    stream.write_all(tail.as_bytes()).await.unwrap();
+    let mut answer = vec![0; 4096];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "the in-flight request completed: {answer}");
+    let (app, result) = stopping.await.unwrap();
+    result.expect("clean shutdown");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM devices").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(stored, 1);
+}
