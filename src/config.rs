@@ -70,6 +70,7 @@ pub struct SecuritySettings {
     pub redis_key_prefix: String,
     pub hsts_max_age_secs: u64,
     pub trust_forwarded_for: bool,
+    pub api_key_cache_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -240,6 +241,10 @@ impl ServerSettings {
 }
 
 impl SecuritySettings {
+    pub fn api_key_cache(&self) -> Duration {
+        Duration::from_secs(self.api_key_cache_secs)
+    }
+
     /// Configured CORS origins without blanks (an empty environment value means none).
     pub fn cors_origins(&self) -> Vec<&str> {
         self.cors_origins.iter().map(|o| o.trim()).filter(|o| !o.is_empty()).collect()

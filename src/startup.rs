@@ -17,7 +17,10 @@ use tower::ServiceExt;
 use crate::{
     config::Settings,
     db,
-    domain::last_seen::{self, LastSeen},
+    domain::{
+        key_cache::KeyCache,
+        last_seen::{self, LastSeen},
+    },
     http, jobs, metrics,
     rate_limit::RateLimiter,
     state::AppState,
@@ -50,6 +53,7 @@ impl Application {
         let state = AppState {
             last_seen: Arc::new(LastSeen::new(pool.clone(), last_seen::DEFAULT_WINDOW)),
             rate_limiter: Arc::new(RateLimiter::new(&settings.security)),
+            key_cache: Arc::new(KeyCache::new(settings.security.api_key_cache())),
             pool,
             settings: Arc::new(settings),
         };

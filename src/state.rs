@@ -2,7 +2,11 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
-use crate::{config::Settings, domain::last_seen::LastSeen, rate_limit::RateLimiter};
+use crate::{
+    config::Settings,
+    domain::{key_cache::KeyCache, last_seen::LastSeen},
+    rate_limit::RateLimiter,
+};
 
 /// Shared by every request: cheap to clone (a pool handle and an `Arc`).
 #[derive(Clone)]
@@ -13,4 +17,6 @@ pub struct AppState {
     pub last_seen: Arc<LastSeen>,
     /// Per-key limits (local or shared through Redis).
     pub rate_limiter: Arc<RateLimiter>,
+    /// Recently authenticated keys (per replica, short TTL).
+    pub key_cache: Arc<KeyCache>,
 }

@@ -8,6 +8,7 @@ use sqlx::PgPool;
 
 use crate::{
     db::{self, api_keys::ApiKeyRecord},
+    domain::key_cache::KeyCache,
     error::{ApiError, ApiResult},
 };
 
@@ -15,9 +16,9 @@ pub const KEY_PREFIX: &str = "pm_";
 const RANDOM_CHARS: usize = 45;
 pub const KEY_LEN: usize = KEY_PREFIX.len() + RANDOM_CHARS;
 pub const DISPLAY_PREFIX_LEN: usize = 8;
-/// `last_used_at` is rewritten at most this often per key: one write per key per minute
-/// instead of one per request.
-const LAST_USED_RESOLUTION: Duration = Duration::seconds(60);
+/// `last_used_at` is rewritten at most this often per key (and replica): one write per key per
+/// minute instead of one per request.
+const LAST_USED_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(60);
 const MAX_NAME_LEN: usize = 100;
 const MAX_EXPIRY_DAYS: u32 = 3650;
 
@@ -68,29 +69,50 @@ pub fn looks_like_key(candidate: &str) -> bool {
 }
 
 /// Resolves an `X-API-Key` header value to an active, unexpired key, or `Unauthorized`.
-#[tracing::instrument(name = "auth.api_key", skip_all, fields(key_id = tracing::field::Empty))]
-pub async fn authenticate(pool: &PgPool, presented: Option<&str>) -> ApiResult<AuthenticatedKey> {
+/// A key this replica looked up within the cache's TTL is not looked up again.
+#[tracing::instrument(name = "auth.api_key", skip_all, fields(key_id = tracing::field::Empty, cached = tracing::field::Empty))]
+pub async fn authenticate(
+    pool: &PgPool,
+    cache: &KeyCache,
+    presented: Option<&str>,
+) -> ApiResult<AuthenticatedKey> {
     let key = presented.map(str::trim).filter(|k| looks_like_key(k)).ok_or(ApiError::Unauthorized)?;
-    let found =
-        db::api_keys::find_active_by_hash(pool, &hash_key(key)).await?.ok_or(ApiError::Unauthorized)?;
-    tracing::Span::current().record("key_id", found.id);
-    let stale = found.last_used_at.is_none_or(|at| Utc::now() - at >= LAST_USED_RESOLUTION);
-    if stale {
+    let hash = hash_key(key);
+    let span = tracing::Span::current();
+    let (authenticated, last_used_at) = match cache.get(&hash) {
+        Some(cached) => (cached, None),
+        None => {
+            let found =
+                db::api_keys::find_active_by_hash(pool, &hash).await?.ok_or(ApiError::Unauthorized)?;
+            let authenticated = AuthenticatedKey {
+                id: found.id,
+                name: found.name,
+                prefix: found.prefix,
+                is_admin: found.is_admin,
+                expires_at: found.expires_at,
+            };
+            cache.insert(hash.clone(), authenticated.clone());
+            (authenticated, Some(found.last_used_at))
+        }
+    };
+    span.record("key_id", authenticated.id);
+    span.record("cached", last_used_at.is_none());
+    let record_use = cache.should_record_use(&hash, LAST_USED_RESOLUTION).unwrap_or_else(|| {
+        let last = last_used_at.flatten();
+        last.is_none_or(|at| {
+            Utc::now() - at >= chrono::Duration::from_std(LAST_USED_RESOLUTION).expect("small")
+        })
+    });
+    if record_use {
         // Off the request path: a slow or failed bookkeeping write never delays or fails a call.
-        let pool = pool.clone();
+        let (pool, id) = (pool.clone(), authenticated.id);
         tokio::spawn(async move {
-            if let Err(err) = db::api_keys::touch_last_used(&pool, found.id).await {
-                tracing::warn!(error = %err, key_id = found.id, "could not record key use");
+            if let Err(err) = db::api_keys::touch_last_used(&pool, id).await {
+                tracing::warn!(error = %err, key_id = id, "could not record key use");
             }
         });
     }
-    Ok(AuthenticatedKey {
-        id: found.id,
-        name: found.name,
-        prefix: found.prefix,
-        is_admin: found.is_admin,
-        expires_at: found.expires_at,
-    })
+    Ok(authenticated)
 }
 
 /// Creates and stores a new key; returns it with its plaintext, shown this once.

@@ -128,6 +128,8 @@ pub fn test_settings(database_url: &str) -> Settings {
     settings.database.min_connections = 0;
     settings.database.max_connections = 5;
     settings.database.acquire_timeout_secs = 3;
+    // Deactivation takes effect at once in tests; tests/api/auth.rs covers the cache itself.
+    settings.security.api_key_cache_secs = 0;
     if let Ok(level) = std::env::var("TEST_LOG") {
         settings.logging.level = level;
         let _ = phone_manager::telemetry::init(&settings, phone_manager::telemetry::LogSink::Stderr);

@@ -18,7 +18,7 @@ pub async fn require_api_key(
     next: Next,
 ) -> Result<Response, ApiError> {
     let presented = request.headers().get(API_KEY_HEADER).and_then(|v| v.to_str().ok());
-    let key = api_keys::authenticate(&state.pool, presented).await?;
+    let key = api_keys::authenticate(&state.pool, &state.key_cache, presented).await?;
     tracing::debug!(key_id = key.id, "authenticated");
     request.extensions_mut().insert(key);
     Ok(next.run(request).await)

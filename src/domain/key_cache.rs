@@ -1,0 +1,132 @@
+//! Per-replica cache of successful API-key lookups, so an authenticated request does not cost
+//! a database round trip. A cached key is trusted for at most the configured TTL: that is how
+//! long a key deactivated elsewhere (the CLI, another replica) may keep working here. Expiry
+//! (`expires_at`) is still checked exactly on every use. Failed lookups are never cached.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+
+use crate::domain::api_keys::AuthenticatedKey;
+
+/// Beyond this many cached keys, stale entries are dropped (and everything, if none is stale).
+const MAX_ENTRIES: usize = 10_000;
+
+pub struct KeyCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+struct Entry {
+    key: AuthenticatedKey,
+    fetched: Instant,
+    /// When this replica last recorded `last_used_at` for the key.
+    recorded_use: Option<Instant>,
+}
+
+impl KeyCache {
+    /// A TTL of zero disables the cache (every request looks the key up).
+    pub fn new(ttl: Duration) -> Self {
+        Self { ttl, entries: Mutex::new(HashMap::new()) }
+    }
+
+    /// The cached key for this hash, if fresh and not expired.
+    pub fn get(&self, hash: &str) -> Option<AuthenticatedKey> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = entries.get(hash)?;
+        let expired = entry.key.expires_at.is_some_and(|at| at <= Utc::now());
+        if expired || entry.fetched.elapsed() >= self.ttl {
+            entries.remove(hash);
+            return None;
+        }
+        Some(entry.key.clone())
+    }
+
+    pub fn insert(&self, hash: String, key: AuthenticatedKey) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= MAX_ENTRIES {
+            entries.retain(|_, entry| entry.fetched.elapsed() < self.ttl);
+            if entries.len() >= MAX_ENTRIES {
+                entries.clear();
+            }
+        }
+        let recorded_use = entries.get(&hash).and_then(|entry| entry.recorded_use);
+        entries.insert(hash, Entry { key, fetched: Instant::now(), recorded_use });
+    }
+
+    /// Whether this replica should record a use of the key now (at most once per `every`);
+    /// without the cache, the caller decides from the database's `last_used_at`.
+    pub fn should_record_use(&self, hash: &str, every: Duration) -> Option<bool> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = entries.get_mut(hash)?;
+        let due = entry.recorded_use.is_none_or(|at| at.elapsed() >= every);
+        if due {
+            entry.recorded_use = Some(Instant::now());
+        }
+        Some(due)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(expires_in: Option<chrono::Duration>) -> AuthenticatedKey {
+        AuthenticatedKey {
+            id: 1,
+            name: "k".into(),
+            prefix: "pm_abcde".into(),
+            is_admin: false,
+            expires_at: expires_in.map(|d| Utc::now() + d),
+        }
+    }
+
+    #[test]
+    fn serves_fresh_entries_only() {
+        let cache = KeyCache::new(Duration::from_millis(50));
+        cache.insert("h".into(), key(None));
+        assert!(cache.get("h").is_some());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(cache.get("h").is_none(), "past the TTL the key is looked up again");
+    }
+
+    #[test]
+    fn expiry_is_exact_even_when_cached() {
+        let cache = KeyCache::new(Duration::from_secs(60));
+        cache.insert("h".into(), key(Some(chrono::Duration::milliseconds(30))));
+        assert!(cache.get("h").is_some());
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(cache.get("h").is_none());
+    }
+
+    #[test]
+    fn a_zero_ttl_disables_it() {
+        let cache = KeyCache::new(Duration::ZERO);
+        cache.insert("h".into(), key(None));
+        assert!(cache.get("h").is_none());
+        assert_eq!(cache.should_record_use("h", Duration::from_secs(60)), None);
+    }
+
+    #[test]
+    fn records_use_once_per_interval() {
+        let cache = KeyCache::new(Duration::from_secs(60));
+        cache.insert("h".into(), key(None));
+        assert_eq!(cache.should_record_use("h", Duration::from_secs(60)), Some(true));
+        assert_eq!(cache.should_record_use("h", Duration::from_secs(60)), Some(false));
+        cache.insert("h".into(), key(None));
+        assert_eq!(cache.should_record_use("h", Duration::from_secs(60)), Some(false), "survives a refresh");
+    }
+}
