@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates docs/query-plans.md: the EXPLAIN ANALYZE plan of every hot query of the service on
 # a database of production-like volume (1,000 groups, 10,000 devices, 1,000,000 locations over
-# 40 days, 100 API keys, 50,000 idempotency records).
+# 40 days, 100 per device, plus one heavy device with 100,000 locations in all, 100 API keys,
+# 50,000 idempotency records, 200,000 audit log entries over 120 days).
 #
 # Needs a reachable PostgreSQL (psql only, no cargo): DATABASE_URL names the server (default
 # postgres://postgres@127.0.0.1:5432/postgres). A scratch database (pm_query_plans) is created
@@ -15,13 +16,14 @@
 # explained; statements that write run inside BEGIN ... ROLLBACK so the data set stays put.
 #
 # LOCATIONS=n changes the number of seeded locations (at least 1,000,000 for the document);
-# QUERY_PLANS_KEEP=1 keeps the database afterwards, to experiment with other plans.
+# QUERY_PLANS_KEEP=1 keeps the database afterwards, to experiment with other plans;
+# QUERY_PLANS_DB=name changes the name of the scratch database (default pm_query_plans).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 server="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 base="${server%/*}"
-scratch="pm_query_plans"
+scratch="${QUERY_PLANS_DB:-pm_query_plans}"
 url="$base/$scratch"
 locations="${LOCATIONS:-1000000}"
 out="docs/query-plans.md"
@@ -106,12 +108,20 @@ for migration in migrations/*.sql; do
   psql -X -q -v ON_ERROR_STOP=1 "$url" -f "$migration" >/dev/null
 done
 
-say "seeding 1,000 groups, 10,000 devices, $locations locations, 100 keys, 50,000 idempotency records"
+# One heavy device (device 1, "Phone 00001") gets this many more locations, interleaved with the
+# others: 100,000 in all, a phone reporting about every 35 s for 40 days.
+heavy_locations=100000
+heavy_extra=$((heavy_locations - locations / 10000))
+all_locations=$((locations + heavy_extra))
+
+say "seeding 1,000 groups, 10,000 devices, $all_locations locations, 100 keys, 50,000 idempotency records, 200,000 audit entries"
 seed_started=$SECONDS
-sql -v locations="$locations" <<'SQL'
+sql -v locations="$locations" -v heavy="$heavy_extra" -v total="$all_locations" <<'SQL'
 SELECT setseed(0.42) \g /dev/null
 
--- 10,000 devices, 10 per group (group-0001 .. group-1000); every 7th one deactivated.
+-- 10,000 devices, 10 per group (group-0001 .. group-1000); every 7th one deactivated, last seen
+-- 20 days ago, except every 70th, last seen 45 days ago (what the inactive-device purge, with
+-- older_than_days = 30, deletes).
 INSERT INTO devices (device_id, display_name, group_id, platform, fcm_token, active, last_seen_at,
                      created_at)
 SELECT md5('device-' || i)::uuid,
@@ -120,29 +130,36 @@ SELECT md5('device-' || i)::uuid,
        CASE WHEN i % 3 = 0 THEN 'ios' ELSE 'android' END,
        CASE WHEN i % 4 = 0 THEN NULL ELSE 'fcm:' || md5('token-' || i) END,
        i % 7 <> 0,
-       CASE WHEN i % 7 = 0 THEN now() - interval '20 days' ELSE now() - make_interval(secs => i % 3600) END,
+       CASE WHEN i % 70 = 0 THEN now() - interval '45 days'
+            WHEN i % 7 = 0 THEN now() - interval '20 days'
+            ELSE now() - make_interval(secs => i % 3600) END,
        now() - interval '90 days' + make_interval(secs => i * 60)
 FROM generate_series(1, 10000) i;
 
 -- Locations in insertion order over the last 40 days (so 10 days are past the 30-day
--- retention), 100 per device; each fix captured up to 5 minutes before it was stored.
+-- retention): :locations spread evenly, 100 per device (the n-th goes to device n * 7919 mod
+-- 10,000), and, evenly interleaved with them (row m is one when m * heavy / total steps up),
+-- :heavy more of device 1, so that its rows lie all over the table as they would in production.
+-- Each fix captured up to 5 minutes before it was stored.
 INSERT INTO locations (device_id, latitude, longitude, accuracy, altitude, bearing, speed, provider,
                        battery_level, network_type, captured_at, created_at)
-SELECT md5('device-' || ((n * 7919) % 10000 + 1))::uuid,
+SELECT md5('device-' || CASE WHEN heavy THEN 1 ELSE (n * 7919) % 10000 + 1 END)::uuid,
        45 + random() * 10,
        5 + random() * 10,
        (5 + random() * 45)::real,
-       CASE WHEN n % 5 = 0 THEN NULL ELSE 100 + random() * 900 END,
+       CASE WHEN m % 5 = 0 THEN NULL ELSE 100 + random() * 900 END,
        (random() * 360)::real,
        (random() * 30)::real,
-       (ARRAY['gps', 'network', 'fused'])[1 + n % 3],
-       (n % 101)::smallint,
-       (ARRAY['wifi', '4g', '5g', NULL])[1 + n % 4],
+       (ARRAY['gps', 'network', 'fused'])[1 + m % 3],
+       (m % 101)::smallint,
+       (ARRAY['wifi', '4g', '5g', NULL])[1 + m % 4],
        created_at - make_interval(secs => random() * 300),
        created_at
-FROM (SELECT n::bigint AS n,
-             now() - interval '40 days' + interval '40 days' * (n::float8 / :locations) AS created_at
-      FROM generate_series(1, :locations) n) s;
+FROM (SELECT m,
+             m * :heavy / :total > (m - 1) * :heavy / :total AS heavy,
+             m - m * :heavy / :total AS n,
+             now() - interval '40 days' + interval '40 days' * (m::float8 / :total) AS created_at
+      FROM generate_series(1::bigint, :total) m) s;
 
 -- 100 API keys in the service's format (pm_ + 45 URL-safe characters), stored as the service
 -- stores them: SHA-256 hex and the first 8 characters. Every 10th revoked, every 4th expiring.
@@ -171,6 +188,31 @@ FROM generate_series(1, 50000) j
 JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS rn FROM api_keys) k ON k.rn = j % 100
 CROSS JOIN LATERAL (SELECT now() - interval '26 hours' * (j::float8 / 50000) AS created_at) c;
 
+-- 200,000 audit entries over the last 120 days, in id order (ids grow with time), so a quarter
+-- are past the 90-day retention. The actions the service writes: data exports (50 %),
+-- reactivations (30 %) and erasures (15 %) of 2,000 of the devices (about 95 entries each),
+-- and inactive-device purges (5 %, no resource id). Written by the 5 admin keys; every 50th by
+-- a key deleted since (api_key_id NULL).
+INSERT INTO audit_log (api_key_id, action, resource_type, resource_id, metadata, ip_address, created_at)
+SELECT CASE WHEN j % 50 = 0 THEN NULL ELSE k.id END,
+       a.action,
+       'device',
+       CASE WHEN a.action <> 'devices.purge_inactive' THEN md5('device-' || ((j * 7919) % 2000 + 1))::uuid::text END,
+       CASE a.action
+         WHEN 'device.reactivate' THEN jsonb_build_object('group_id', 'group-' || lpad((j % 1000 + 1)::text, 4, '0'), 'was_active', false)
+         WHEN 'devices.purge_inactive' THEN jsonb_build_object('older_than_days', 30, 'deleted_count', j % 4, 'device_ids', '[]'::jsonb)
+         ELSE '{}'::jsonb
+       END,
+       CASE WHEN j % 10 = 0 THEN NULL ELSE format('10.%s.%s.%s', j % 4, j / 256 % 256, j % 256)::inet END,
+       now() - interval '120 days' + interval '120 days' * (j::float8 / 200000)
+FROM generate_series(1, 200000) j
+CROSS JOIN LATERAL (SELECT (j + j / 2000) % 20 AS r) r  -- the device is j mod 2000: r varies per device
+JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS rn FROM api_keys WHERE is_admin) k ON k.rn = r.r % 5
+CROSS JOIN LATERAL (SELECT CASE WHEN r.r < 10 THEN 'device.data_export'
+                                WHEN r.r < 16 THEN 'device.reactivate'
+                                WHEN r.r < 19 THEN 'device.data_delete'
+                                ELSE 'devices.purge_inactive' END AS action) a;
+
 REFRESH MATERIALIZED VIEW group_member_counts;
 VACUUM ANALYZE;
 SQL
@@ -195,6 +237,20 @@ new_device="$(sql -c "SELECT md5('a-new-phone')::uuid")"
 taken_key="$(sql -c "SELECT key_hash FROM idempotency_keys WHERE api_key_id = $key_id AND expires_at > now() ORDER BY id LIMIT 1")"
 new_key="$(sql -c "SELECT encode(sha256(convert_to('a-new-idempotency-key', 'UTF8')), 'hex')")"
 new_request="$(sql -c "SELECT encode(sha256(convert_to('a-new-request', 'UTF8')), 'hex')")"
+# Admin operations, privacy and the audit log.
+audit_retention_days="$(config audit_retention_days)"; audit_retention_days="${audit_retention_days:-90}"
+purge_days=30
+admin_key_id="$(sql -c "SELECT id FROM api_keys WHERE is_admin AND is_active AND expires_at IS NULL ORDER BY id LIMIT 1")"
+inactive="$(sql -c "SELECT device_id FROM devices WHERE group_id = '$group' AND NOT active ORDER BY id LIMIT 1")"
+inactive_name="$(sql -c "SELECT display_name FROM devices WHERE device_id = '$inactive'")"
+heavy="$(sql -c "SELECT md5('device-1')::uuid")"
+heavy_name="$(sql -c "SELECT display_name FROM devices WHERE device_id = '$heavy'")"
+member_locations="$(sql -c "SELECT to_char(count(*), 'FM9,999,999') FROM locations WHERE device_id = '$member'")"
+heavy_locations_n="$(sql -c "SELECT to_char(count(*), 'FM9,999,999') FROM locations WHERE device_id = '$heavy'")"
+member_audit="$(sql -c "SELECT count(*) FROM audit_log WHERE resource_id = '$member'")"
+# The cursor of the second page of the member's audit trail: the id of the first page's last entry.
+cursor="$(sql -c "SELECT id FROM audit_log WHERE resource_id = '$member' ORDER BY id DESC OFFSET 49 LIMIT 1")"
+[[ -n $inactive && -n $cursor ]] || { echo "query-plans: the seed has no inactive device in $group or too few audit entries for $member" >&2; exit 1; }
 # One upload of max_batch_size fixes, one array per column as insert_fixes binds them.
 fixes="$(sql -F ', ' <<SQL
 SELECT quote_literal(ARRAY(SELECT 48.85 + g * 0.0001 FROM generate_series(1, $max_batch) g)::float8[]),
@@ -214,14 +270,26 @@ SQL
 # Explaining
 # ---------------------------------------------------------------------------------------------
 
+# findings: one line per flagged plan; notes: the reason and the fix of each, after the list.
 body="$work/body.md"; summary="$work/summary.md"; findings="$work/findings.md"; small="$work/small.md"
-: >"$body"; : >"$summary"; : >"$findings"; : >"$small"
+notes="$work/notes.md"
+: >"$body"; : >"$summary"; : >"$findings"; : >"$small"; : >"$notes"
 n=0
 
 # Tables big enough that a sequential scan of them is a finding (estimated rows).
 big_tables="$(sql -c "SELECT string_agg(relname, ' ') FROM pg_class
                       WHERE relkind IN ('r', 'm') AND relnamespace = 'public'::regnamespace
                         AND reltuples > 5000")"
+# Every index of the schema with its table and leading column (none for an expression): an index
+# scanned with a condition that leaves out its leading column reads the whole index.
+leading="$work/leading.txt"
+sql -F ' ' -c "SELECT c.relname, t.relname, coalesce(a.attname, '') FROM pg_index i
+               JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
+               LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+               WHERE c.relnamespace = 'public'::regnamespace" >"$leading"
+# A sort of more rows than this (or one that spills to disk) is a finding: the plan reads and
+# orders a whole set where an index in the right order would stop after what it returns.
+sort_rows_limit=1000
 
 indexes_in() {
   perl -ne '
@@ -230,9 +298,36 @@ indexes_in() {
     END { print join(", ", map { "`$_`" } @o) }'
 }
 seq_scans_in() { perl -ne 'print "$1\n" while /Seq Scan on (\S+)/g' | sort -u | tr '\n' ' '; }
+# "index table column" for each index of a big table scanned with an Index Cond that leaves out
+# the index's leading column (a non-leading-column scan: the whole index is read).
+whole_index_scans_in() {
+  perl -e '
+    my ($map, @big) = @ARGV; my %big = map { $_ => 1 } @big; my (%lead, %table, %seen, $idx);
+    open my $fh, "<", $map or die "$map: $!\n";
+    while (<$fh>) { chomp; my ($i, $t, $c) = split / /, $_, 3; ($table{$i}, $lead{$i}) = ($t, $c) }
+    while (<STDIN>) {
+      if (/(?:Index Scan|Index Only Scan|Bitmap Index Scan)(?: Backward)? (?:using|on) (\S+)/) { $idx = $1; next }
+      if (/^\s*->/) { undef $idx; next }
+      next unless defined $idx && /Index Cond: (.*)/;
+      my ($cond, $col) = ($1, $lead{$idx});
+      print "$idx $table{$idx} $col\n"
+        if defined $col && $col ne "" && $big{$table{$idx}} && $cond !~ /\b\Q$col\E\b/ && !$seen{$idx}++;
+      undef $idx;
+    }' "$leading" $big_tables
+}
+# "rows<TAB>method<TAB>space" for each Sort node: the rows fed into it (its input's rows x loops),
+# its sort method and its memory or disk use.
+sorts_in() {
+  perl -ne '
+    if (/^\s*(?:->\s+)?(?:Incremental )?Sort \(actual /) { ($pending, $m, $sp) = (1, "?", ""); next }
+    next unless $pending;
+    if (/^\s*Sort Method: (.*?)\s*(?:(Memory|Disk): (\S+))?\s*$/) { ($m, $sp) = ($1, defined $2 ? "$2: $3" : ""); next }
+    if (/^\s*->\s+.*?\(actual time=\S+ rows=(\d+) loops=(\d+)\)/) { print join("\t", $1 * $2, $m, $sp), "\n"; $pending = 0 }'
+}
 big_only() { local t; for t in $1; do [[ " $big_tables " == *" $t "* ]] && printf '%s ' "$t"; done; true; }
 table_size() { sql -c "SELECT format('%s rows, %s pages', to_char(reltuples, 'FM9,999,999'), relpages) FROM pg_class WHERE oid = '$1'::regclass"; }
 ms() { grep -oP "$1: \K[0-9.]+" | head -n 1; }
+commas() { perl -pe '1 while s/^(\d+)(\d{3})/$1,$2/'; }
 # Long array literals are shortened for display ('{1,2,3,…}' with the element count).
 shorten() {
   perl -pe 's/\x27\{([^}]{60,})\}\x27/my @e = split m{,}, $1; sprintf "\x27{%s,…}\x27 (%d elements)", join(",", @e[0..2]), scalar @e/ge'
@@ -243,17 +338,29 @@ shorten() {
 #   MODE       read, or write (explained inside BEGIN ... ROLLBACK)
 #   TYPES      parameter types as sqlx binds them ("" for none); ARGS the EXECUTE arguments
 #   NO_INDEX   what to say when the plan touches no table (default "none (no table access)")
+# Environment: PROPOSAL=1 for a change that is not in the code (shown, kept out of the summary
+# and findings); SETUP="sql" runs first in a transaction rolled back at the end (an index or a
+# setting to try: nothing persists); ALSO_USES="text" is added to the index column (indexes used
+# underneath, e.g. by a cascade, that EXPLAIN does not show); NO_SORT=1 makes any sort a finding
+# (a streamed query whose order must come from its index).
 explain() {
   local name=$1 title=$2 source=$3 mode=$4 types=$5 args=$6 stmt=$7 note=${8:-} no_index=${9:-}
-  # PROPOSAL=1: a rewrite that is not in the code; shown, but kept out of the summary/findings.
-  local proposal=${PROPOSAL:-}
-  local begin="" end="" prepare="PREPARE $name AS"
-  [[ $mode == write ]] && { begin="BEGIN;"; end="ROLLBACK;"; }
+  local proposal=${PROPOSAL:-} setup=${SETUP:-} also_uses=${ALSO_USES:-} no_sort=${NO_SORT:-}
+  local begin="" end="" prepare="PREPARE $name AS" open="" close=""
+  if [[ -n $setup ]]; then
+    open="BEGIN; $setup;" close="ROLLBACK;"
+    [[ $mode == write ]] && { begin="SAVEPOINT plan;"; end="ROLLBACK TO SAVEPOINT plan;"; }
+  else
+    [[ $mode == write ]] && { begin="BEGIN;"; end="ROLLBACK;"; }
+  fi
   [[ -n $types ]] && prepare="PREPARE $name ($types) AS"
   local execute="EXECUTE $name${args:+ ($args)}"
   local raw="$work/$name.out"
   say "explaining $name"
   sql >"$raw" <<SQL
+\\o /dev/null
+$open
+\\o
 $prepare
 $stmt;
 \\o /dev/null
@@ -267,6 +374,7 @@ EXPLAIN (COSTS OFF) $execute;
 SET plan_cache_mode = force_custom_plan;
 SET enable_seqscan = off;
 EXPLAIN (COSTS OFF) $execute;
+$close
 SQL
   local plan generic noseq
   plan="$(sed '/^@@generic$/,$d' "$raw")"
@@ -281,16 +389,45 @@ SQL
   big="$(big_only "$seqs")"
   generic_big="$(big_only "$(seq_scans_in <<<"$generic")")"
 
-  last_exec_ms=$exec_ms last_used=$used
+  local whole sorts big_sort="" small_sort=""
+  whole="$(whole_index_scans_in <<<"$plan")"
+  sorts="$(sorts_in <<<"$plan")"
+  local rows method space
+  while IFS=$'\t' read -r rows method space; do
+    [[ -n $rows ]] || continue
+    local what="$(commas <<<"$rows") rows ($method$(sed -E 's/^Memory: (.*)/, \1 of memory/; s/^Disk: (.*)/, \1 on disk/' <<<"${space:+$space}"))"
+    if (( rows > sort_rows_limit )) || [[ $space == Disk* || -n $no_sort ]]; then big_sort+="${big_sort:+, }$what"
+    else small_sort+="${small_sort:+, }$what"; fi
+  done <<<"$sorts"
+
+  last_exec_ms=$exec_ms last_used=$used last_plan=$plan last_problem=""
   local anchor
   if [[ -n $proposal ]]; then anchor="${n}b"; else n=$((n + 1)); anchor=$n; fi
-  local index_text="${used:-${no_index:-none (no table access)}}"
+  local index_text="${used:-${no_index:-none (no table access)}}${also_uses:+; $also_uses}"
   local summary_index="$index_text" verdict="**Index:** $index_text"
+  # Whole-index scans and big sorts: the long form (verdict, findings) and the short one (summary).
+  local problems="" short="" idx table col
+  while read -r idx table col; do
+    [[ -n $idx ]] || continue
+    problems+="${problems:+; }it reads the whole of \`$idx\` ($(table_size "$idx")): the condition leaves out its leading column \`$col\`"
+    short+="${short:+; }⚠ whole \`$idx\` read (leading column \`$col\` unused)"
+  done <<<"$whole"
+  if [[ -n $big_sort ]]; then
+    problems+="${problems:+; }it sorts $big_sort"
+    short+="${short:+; }⚠ sorts $big_sort"
+  fi
   if [[ -n $big ]]; then
-    verdict="**⚠ No index for \`${big% }\`: it is scanned sequentially ($(table_size "${big% }"))**${used:+. Other indexes: $used}"
-    summary_index="**⚠ seq scan of \`${big% }\`**${used:+; $used}"
-    [[ -n $proposal ]] || printf -- '- **%s** (`%s`): sequential scan of `%s`; see [%s](#q%s).\n' \
-      "$title" "$source" "${big% }" "$anchor" "$anchor" >>"$findings"
+    last_problem="it scans \`${big% }\` sequentially ($(table_size "${big% }"))${problems:+; $problems}"
+    verdict="**⚠ No index for \`${big% }\`: it is scanned sequentially ($(table_size "${big% }"))**${used:+. Other indexes: $used}${also_uses:+; $also_uses}${problems:+. Also: $problems}"
+    summary_index="**⚠ seq scan of \`${big% }\`**${used:+; $used}${also_uses:+; $also_uses}${short:+; $short}"
+    [[ -n $proposal ]] || printf -- '- **%s** (`%s`): sequential scan of `%s`%s; see [%s](#q%s).\n' \
+      "$title" "$source" "${big% }" "${problems:+; $problems}" "$anchor" "$anchor" >>"$findings"
+  elif [[ -n $problems ]]; then
+    last_problem=$problems
+    verdict="**⚠ Index:** $index_text, **but $problems**"
+    summary_index="**$short**; $index_text"
+    [[ -n $proposal ]] || printf -- '- **%s** (`%s`): %s; see [%s](#q%s).\n' \
+      "$title" "$source" "$problems" "$anchor" "$anchor" >>"$findings"
   elif [[ -n $seqs ]]; then
     local fallback size
     fallback="$(indexes_in <<<"$noseq")"
@@ -304,6 +441,12 @@ SQL
     printf -- '- **%s** (`%s`): the *generic* plan (used once sqlx has run the prepared statement 5+ times) scans `%s` sequentially; see [%s](#q%s).\n' \
       "$title" "$source" "${generic_big% }" "$anchor" "$anchor" >>"$findings"
   fi
+  if [[ -n $small_sort ]]; then
+    verdict+=". Sorts in memory: $small_sort"
+    summary_index+="; sorts $small_sort"
+    [[ -n $proposal || -n $problems || -n $big ]] || printf -- '- %s ([%s](#q%s)): sorts %s.\n' \
+      "$title" "$anchor" "$anchor" "$small_sort" >>"$small"
+  fi
   local generic_text="same indexes"
   [[ "$generic_used" != "$used" ]] && generic_text="${generic_used:-no index}"
   [[ -n $generic_big ]] && generic_text="⚠ seq scan of \`${generic_big% }\`"
@@ -311,8 +454,9 @@ SQL
     printf '<a id="q%s"></a>\n### %s. %s\n\n' "$anchor" "$anchor" "$title"
     printf '`%s`%s\n\n' "$source" "${note:+ — $note}"
     printf '```sql\n%s\n```\n\n' "$stmt"
-    printf 'Run as `%s`%s:\n\n' "$(shorten <<<"$execute")" \
-      "$([[ $mode == write ]] && printf ' inside `BEGIN … ROLLBACK`')"
+    printf 'Run as `%s`%s%s:\n\n' "$(shorten <<<"$execute")" \
+      "$([[ $mode == write ]] && printf ' inside `BEGIN … ROLLBACK`')" \
+      "$([[ -n $setup ]] && printf ', after `%s` (in a transaction rolled back afterwards: nothing persists)' "$setup")"
     printf '```\n%s\n```\n\n' "$plan"
     printf '%s. **Execution time:** %s ms (planning %s ms). Generic plan: %s.\n\n' \
       "$verdict" "$exec_ms" "$plan_ms" "$generic_text"
@@ -322,6 +466,36 @@ SQL
 }
 
 section() { printf '## %s\n\n' "$1" >>"$body"; [[ -z ${2:-} ]] || printf '%s\n\n' "$2" >>"$body"; }
+
+# cascade_plans TYPES ARGS STATEMENT: the plans of the statements a write runs underneath (the
+# foreign keys' ON DELETE CASCADE), captured with auto_explain inside BEGIN ... ROLLBACK; costs
+# stripped, and the statement's own plan (logged last, and explained anyway) left out.
+cascade_plans() {
+  local out
+  out="$(sql 2>&1 >/dev/null <<SQL
+LOAD 'auto_explain';
+SET auto_explain.log_min_duration = 0;
+SET auto_explain.log_analyze = on;
+SET auto_explain.log_buffers = on;
+SET auto_explain.log_timing = on;
+SET auto_explain.log_nested_statements = on;
+SET auto_explain.log_level = notice;
+PREPARE nested_stmt ${1:+($1)} AS $3;
+BEGIN;
+EXECUTE nested_stmt ${2:+($2)};
+ROLLBACK;
+SQL
+)" || { echo "(auto_explain is not available on this server)"; return 0; }
+  perl -0777 -pe 'my @b = split /^(?=NOTICE:  duration: )/m; pop @b; $_ = join "", @b;
+                  s/  \(cost=[^)]*\)//g; s/^NOTICE:  //mg; s/\s+\z/\n/' <<<"$out"
+}
+# cascade_block TITLE PLANS: the captured cascade plans, folded, into the document.
+cascade_block() {
+  printf '<details><summary>%s</summary>\n\n```\n%s\n```\n\n</details>\n\n' "$1" "$2" >>"$body"
+}
+# The time of the named node's scan (end of its actual time) in a plan; empty when absent.
+node_ms() { grep -oP "$1 \(actual time=[0-9.]+\.\.\K[0-9.]+" | head -n 1; }
+trigger_ms() { grep -oP "Trigger for constraint $1: time=\K[0-9.]+" | head -n 1; }
 
 section "Authentication (every request)"
 explain find_active_by_hash "API key lookup" "src/db/api_keys.rs: find_active_by_hash" read \
@@ -376,8 +550,158 @@ section "Device deactivation"
 explain deactivate "Soft delete" "src/db/devices.rs: deactivate" write "uuid" "'$member'" \
   "$(rust_sql src/db/devices.rs deactivate)"
 
+section "Data export (privacy)" \
+  "\`src/domain/privacy.rs: export\`: the device is read and the export audited in one transaction; then its locations are streamed, in \`captured_at\` order, from a read-only REPEATABLE READ snapshot and written out as they arrive (never collected). Shown for \`$member_name\` ($member_locations locations, like every seeded device but one) and for the heavy device \`$heavy_name\` ($heavy_locations_n locations)."
+explain find_record "Device record" "src/db/devices.rs: find_record" read "uuid" "'$member'" \
+  "$(rust_sql src/db/devices.rs find_record)" "also the first step of a reactivation"
+explain insert "Audit entry" "src/db/audit.rs: insert" write "int8, text, text, text, jsonb, text" \
+  "$admin_key_id, 'device.data_export', 'device', '$member', '{}', '203.0.113.7'" \
+  "$(rust_sql src/db/audit.rs insert)" \
+  "every audited operation (export, erasure, reactivation, purge) writes one in its transaction" \
+  "none needed (an insert; the foreign-key check of \`api_key_id\` probes \`pk_api_keys\`)"
+NO_SORT=1 explain stream_for_device "Export of a typical device's locations, oldest first" \
+  "src/db/locations.rs: stream_for_device" read "uuid" "'$member'" \
+  "$(rust_sql src/db/locations.rs stream_for_device)" \
+  "$member_locations locations; streamed, so the order should come from \`idx_locations_device_captured\` walked backwards, without a sort"
+stream_problem=$last_problem
+NO_SORT=1 explain stream_for_device_heavy "Export of the heavy device's locations, oldest first" \
+  "src/db/locations.rs: stream_for_device" read "uuid" "'$heavy'" \
+  "$(rust_sql src/db/locations.rs stream_for_device)" \
+  "the same statement for \`$heavy_name\` and its $heavy_locations_n locations"
+heavy_problem=$last_problem heavy_ms=$last_exec_ms heavy_plan=$last_plan
+if [[ -n $stream_problem || -n $heavy_problem ]]; then
+  heavy_sort="$(grep -oP 'Sort Method: \K.*' <<<"$heavy_plan" | head -n 1 | sed 's/  */ /g')"
+  correlation="$(sql -c "SELECT round(correlation::numeric, 4) FROM pg_stats WHERE tablename = 'locations' AND attname = 'device_id'")"
+  PROPOSAL=1 SETUP="SET LOCAL random_page_cost = 1.1" explain stream_for_device_ssd \
+    "The heavy device's export with random_page_cost = 1.1 (a setting, not in the code)" \
+    "proposal for src/db/locations.rs: stream_for_device" read "uuid" "'$heavy'" \
+    "$(rust_sql src/db/locations.rs stream_for_device)" \
+    "the same statement and device; only the planner's cost of a random page read changes"
+  cat >>"$notes" <<EOF
+
+**The export sorts instead of walking \`idx_locations_device_captured\` backwards.**
+\`stream_for_device\` streams a device's locations in \`captured_at\` order, and
+\`idx_locations_device_captured (device_id, captured_at DESC)\` delivers exactly that order when
+walked backwards, so the first row could leave at once. The index exists and is used, but only
+as a bitmap: the planner reads the device's heap pages in physical order and then sorts, for the
+typical device${stream_problem:+ (${stream_problem#it })} as for the heavy one (${heavy_problem#it }; $heavy_ms ms).
+The reason is the cost model, not a missing index: a device's rows lie all over the table
+(physical correlation of \`device_id\`: $correlation), so with the default \`random_page_cost = 4\`
+an index scan, one random page read per row, looks dearer than a bitmap scan plus a sort. The
+database therefore reads and sorts the whole export (on disk for the heavy device) before the
+first row goes out. No migration fixes it; either of these does (neither is applied):
+- \`random_page_cost = 1.1\`, the usual value on SSD storage (\`ALTER DATABASE … SET random_page_cost = 1.1\`
+  or the server configuration): the plan becomes \`$(grep -m 1 -oP '^\S.*?(?= \(actual)' <<<"$last_plan")\`${last_problem:+, but $last_problem};
+  the first row leaves at once, and the whole heavy export takes $last_exec_ms ms (against $heavy_ms ms with the sort;
+  plan in [${n}b](#q${n}b));
+- or \`SET LOCAL enable_sort = off\` in the export's snapshot transaction before
+  \`stream_for_device\` (a code change in \`src/domain/privacy.rs\`), after which the planner
+  chooses the same backward index scan.
+
+A covering index (\`INCLUDE\` of every exported column, for an index-only scan) would also do, at
+the price of a second copy of \`locations\`.
+EOF
+fi
+
+section "Data erasure (privacy, one transaction)" \
+  "\`src/domain/privacy.rs: erase\`: the device is deleted, its locations and idempotency records with it (\`ON DELETE CASCADE\` of \`fk_locations_device\` and \`fk_idempotency_keys_device\`), and the erasure audited (the insert above), in one transaction. EXPLAIN shows the cascade only as trigger time: its statements' plans are captured with auto_explain."
+say "capturing the cascade of delete with auto_explain"
+cascade="$(cascade_plans uuid "'$member'" "$(rust_sql src/db/devices.rs delete)")"
+ALSO_USES="cascade: $(indexes_in <<<"$cascade")" explain delete "Erasure of a typical device" \
+  "src/db/devices.rs: delete" write "uuid" "'$member'" "$(rust_sql src/db/devices.rs delete)" \
+  "$member_locations locations"
+cascade_block "The cascade's statements (auto_explain, nested statements)" "$cascade"
+say "capturing the cascade of delete (heavy device) with auto_explain"
+cascade_heavy="$(cascade_plans uuid "'$heavy'" "$(rust_sql src/db/devices.rs delete)")"
+ALSO_USES="cascade: $(indexes_in <<<"$cascade_heavy")" explain delete_heavy "Erasure of the heavy device" \
+  "src/db/devices.rs: delete" write "uuid" "'$heavy'" "$(rust_sql src/db/devices.rs delete)" \
+  "$heavy_locations_n locations: the cascade is the whole cost"
+cascade_block "The cascade's statements (auto_explain, nested statements)" "$cascade_heavy"
+for plans in "$cascade" "$cascade_heavy"; do
+  cascade_big="$(big_only "$(seq_scans_in <<<"$plans")")"
+  [[ -z $cascade_big ]] || printf -- '- **Erasure** (`src/db/devices.rs: delete`): its cascade scans `%s` sequentially; see the cascade plans under [%s](#q%s).\n' \
+    "${cascade_big% }" "$n" "$n" >>"$findings"
+done
+
+section "Admin operations" \
+  "\`src/domain/admin.rs\` and the admin routes (admin keys only), each audited with the insert above."
+explain activate "Reactivation" "src/db/devices.rs: activate" write "uuid" "'$inactive'" \
+  "$(rust_sql src/db/devices.rs activate)" \
+  "of \`$inactive_name\`, inactive, in \`$group\`; after the group lock, row lock and limit check shown under registration"
+purge_where="NOT active AND COALESCE(last_seen_at, updated_at) < now() - make_interval(days => $purge_days)"
+purge_count="$(sql -c "SELECT count(*) FROM devices WHERE $purge_where")"
+purge_locations="$(sql -c "SELECT to_char(count(*), 'FM9,999,999') FROM locations WHERE device_id IN (SELECT device_id FROM devices WHERE $purge_where)")"
+ALSO_USES="cascade: the statements of the erasure above, once per device" explain delete_inactive \
+  "Purge of inactive devices" "src/db/devices.rs: delete_inactive" write "int4" "$purge_days" \
+  "$(rust_sql src/db/devices.rs delete_inactive)" \
+  "\`older_than_days\` = $purge_days: $purge_count devices, and by cascade their $purge_locations locations and their idempotency records (the trigger times)"
+if [[ -n $last_problem ]]; then
+  purge_problem=$last_problem purge_ms=$last_exec_ms purge_plan=$last_plan
+  purge_scan_ms="$(node_ms '(?:Seq Scan|Bitmap Heap Scan|Index Scan using \S+) on devices' <<<"$purge_plan")"
+  purge_cascade_ms="$(trigger_ms fk_locations_device <<<"$purge_plan")"
+  PROPOSAL=1 SETUP="CREATE INDEX idx_devices_inactive_seen ON devices ((COALESCE(last_seen_at, updated_at))) WHERE NOT active" \
+    explain delete_inactive_indexed "Purge of inactive devices with a partial index (not in the migrations)" \
+    "proposal for migrations/0002_devices.sql" write "int4" "$purge_days" \
+    "$(rust_sql src/db/devices.rs delete_inactive)" "the same statement and data, with an index that matches its condition"
+  purge_fixed_scan_ms="$(node_ms '(?:Seq Scan|Bitmap Heap Scan|Index Scan using \S+) on devices' <<<"$last_plan")"
+  cat >>"$notes" <<EOF
+
+**The purge of inactive devices has no index for its condition.** \`delete_inactive\` filters on
+\`NOT active AND COALESCE(last_seen_at, updated_at) < now() - make_interval(days => \$1)\`, which no
+index matches: the plan ${purge_problem#it }; finding the rows takes ${purge_scan_ms:-?} ms of the statement's $purge_ms ms
+here, the cascade into \`locations\` (through \`idx_locations_device_captured\`) ${purge_cascade_ms:-?} ms. Fix (a migration, not
+applied): the partial expression index
+\`CREATE INDEX idx_devices_inactive_seen ON devices ((COALESCE(last_seen_at, updated_at))) WHERE NOT active\`,
+which reads only the devices to delete: ${last_used:-no index}, ${purge_fixed_scan_ms:-?} ms to find them (plan in [${n}b](#q${n}b)).
+Low priority: an admin operation, run rarely, whose cost is the cascade; the scan grows with the
+number of devices, not of locations.
+EOF
+fi
+explain stats "Dashboard figures" "src/db/devices.rs: stats" read "" "" "$(rust_sql src/db/devices.rs stats)" \
+  "\`GET /admin/stats\`: exact device counts, group figures from the materialized view, the location count estimated"
+if [[ -n $last_problem ]]; then
+  cat >>"$notes" <<EOF
+
+**The dashboard figures count every device.** \`stats\` counts \`devices\` exactly, all of them and
+the active ones: ${last_problem}, $last_exec_ms ms for the whole statement here. No index fixes an exact
+count of a whole table (an index-only scan still reads every entry), and the code chose exact
+counts because the table is small. If devices grow, the fix is a query change, not an index:
+\`sum(total_count)\` and \`sum(active_count)\` of \`group_member_counts\`, as the statement already
+does for the group figures (as fresh as the hourly refresh). Its other parts use indexes
+(\`min\`/\`max\` on \`idx_locations_created_at\`) or the planner's row estimate.
+EOF
+fi
+audit_types="text, text, text, int8, timestamptz, timestamptz, int8, int8"
+explain list "Audit log, first page" "src/db/audit.rs: list" read "$audit_types" \
+  "NULL, NULL, NULL, NULL, NULL, NULL, NULL, 50" "$(rust_sql src/db/audit.rs list)" \
+  "\`GET /admin/audit\` without filters, the default page size of 50"
+explain list_filtered "Audit log of one device, second page" "src/db/audit.rs: list" read "$audit_types" \
+  "NULL, NULL, '$member', NULL, NULL, NULL, $cursor, 50" "$(rust_sql src/db/audit.rs list)" \
+  "\`GET /admin/audit?resource_id=…&cursor=…\`: the entries of \`$member_name\` ($member_audit in all) older than the cursor of the first page"
+if [[ -n $last_problem ]]; then
+  audit_ms=$last_exec_ms audit_sorted=""
+  grep -q 'Sort Key' <<<"$last_plan" && audit_sorted=1
+  PROPOSAL=1 SETUP="CREATE INDEX idx_audit_resource_id ON audit_log (resource_id, id)" \
+    explain list_filtered_indexed "Audit log of one device with an index on resource_id (not in the migrations)" \
+    "proposal for migrations/0006_audit_log.sql" read "$audit_types" \
+    "NULL, NULL, '$member', NULL, NULL, NULL, $cursor, 50" "$(rust_sql src/db/audit.rs list)" \
+    "the same statement and page, with an index that starts with \`resource_id\`"
+  cat >>"$notes" <<EOF
+
+**The audit log filtered by \`resource_id\` alone reads a whole index.** The admin API accepts
+\`resource_id\` without \`resource_type\`, and then \`list\` has no index starting with
+\`resource_id\`: \`idx_audit_resource\` is \`(resource_type, resource_id)\`, so the planner reads all
+of it ($(table_size idx_audit_resource)), checking \`resource_id\` on every entry, then fetches
+the device's entries${audit_sorted:+ and sorts them by \`id\`}; $audit_ms ms here, a cost that grows with the whole audit log instead of
+with the device's entries. Fix (a migration, not applied):
+\`CREATE INDEX idx_audit_resource_id ON audit_log (resource_id, id)\` makes both
+\`resource_id = \$3\` and the cursor \`id < \$7\` index conditions: ${last_used:-no index}, $last_exec_ms ms${last_problem:+, but $last_problem} (plan in
+[${n}b](#q${n}b)). With \`resource_type=device\` also given, the existing index already serves it.
+EOF
+fi
+
 section "Maintenance jobs" \
-  "Each job runs hourly (\`[jobs]\` in \`config/default.toml\`), in batches of \`delete_batch_size\` = $delete_batch rows."
+  "Each job runs hourly but the audit retention, which runs daily (\`[jobs]\` in \`config/default.toml\`), in batches of \`delete_batch_size\` = $delete_batch rows."
 # The plan of the DELETE as the function itself runs it, captured with auto_explain (costs
 # stripped to match the other plans).
 say "capturing the plan inside cleanup_old_locations with auto_explain"
@@ -423,7 +747,7 @@ if grep -q 'delete_expired' "$findings"; then
 "DELETE FROM idempotency_keys WHERE id = ANY (ARRAY(
     SELECT id FROM idempotency_keys WHERE expires_at <= now() LIMIT \$1
 ))" "same rows deleted, same parameter; the subquery result becomes one array, probed on the primary key"
-  cat >>"$findings" <<EOF
+  cat >>"$notes" <<EOF
 
 Not a missing index: both \`idx_idempotency_keys_expires_at\` (finds the expired rows) and
 \`pk_idempotency_keys\` exist. The planner rewrites \`id IN (SELECT … LIMIT \$1)\` into a hash
@@ -435,6 +759,10 @@ Fix (a query change in \`src/db/idempotency.rs\`, no migration):
 uses ${last_used:-no index} and took $last_exec_ms ms on the same data (plan in [${n}b](#q${n}b)).
 EOF
 fi
+
+explain delete_older_than "Audit retention batch" "src/db/audit.rs: delete_older_than" write \
+  "int4, int8" "$audit_retention_days, $delete_batch" "$(rust_sql src/db/audit.rs delete_older_than)" \
+  "\`limits.audit_retention_days\` = $audit_retention_days: $(sql -c "SELECT to_char(count(*), 'FM9,999,999') FROM audit_log WHERE created_at < now() - make_interval(days => $audit_retention_days)") entries are past it"
 
 # REFRESH cannot be explained: time it (after an hour's worth of last-seen updates, as the hourly
 # job sees it, then again with nothing changed) and capture its internal statements.
@@ -494,10 +822,14 @@ FROM (VALUES ('locations', (SELECT count(*) FROM locations)),
              ('group_member_counts', (SELECT count(*) FROM group_member_counts))) v(t, c)
 SQL
 )"
-details="$(sql -c "SELECT format('%s active / %s inactive devices in %s groups; %s locations older than %s days (the retention backlog); %s expired idempotency records',
+details="$(sql -c "SELECT format('%s active / %s inactive devices in %s groups (%s inactive for over %s days: what the purge deletes); %s locations, %s of them of the heavy device \`%s\`, %s older than %s days (the retention backlog); %s expired idempotency records; %s audit entries older than %s days',
                    count(*) FILTER (WHERE active), count(*) FILTER (WHERE NOT active), count(DISTINCT group_id),
+                   $purge_count, $purge_days,
+                   to_char((SELECT count(*) FROM locations), 'FM9,999,999'), '$heavy_locations_n', '$heavy_name',
                    to_char((SELECT count(*) FROM locations WHERE created_at < now() - make_interval(days => $retention_days)), 'FM9,999,999'),
-                   $retention_days, to_char((SELECT count(*) FROM idempotency_keys WHERE expires_at <= now()), 'FM9,999,999'))
+                   $retention_days, to_char((SELECT count(*) FROM idempotency_keys WHERE expires_at <= now()), 'FM9,999,999'),
+                   to_char((SELECT count(*) FROM audit_log WHERE created_at < now() - make_interval(days => $audit_retention_days)), 'FM9,999,999'),
+                   $audit_retention_days)
                    FROM devices")"
 cores="$(nproc)"
 dirty=""
@@ -517,18 +849,22 @@ shown with \`EXPLAIN ANALYZE\` on a table of at least 1M locations.*
 
 EOF
   if [[ -s $findings ]]; then
-    printf '> **⚠ Hot queries without an index**\n>\n'
+    printf '> **⚠ Hot queries without a fitting index**: sequential scans of a large table, scans of a whole\n'
+    printf '> index whose leading column the query does not give, sorts of many rows (or of any row, in a\n'
+    printf '> streamed query). Found by the script in the plans below; the migrations and the code are unchanged.\n>\n'
     sed 's/^/> /' "$findings"
+    [[ ! -s $notes ]] || sed 's/^/> /; s/^> $/>/' "$notes"
     printf '\n'
-    printf 'Every other hot query uses an index, or reads only a tiny table (below); the summary table at the end lists them all.\n\n'
+    printf 'Every other hot query uses an index, or reads only a tiny table or sorts a few rows (below); the summary table at the end lists them all.\n\n'
   else
     printf '**Result: every hot query uses an index; no hot query scans a large table sequentially**, neither\n'
     printf 'in the plans below (custom plans, the first executions of a prepared statement) nor in the generic\n'
     printf 'plans PostgreSQL may switch to once sqlx has executed a cached statement five times.\n\n'
   fi
   if [[ -s $small ]]; then
-    printf 'Sequential scans of *small* tables, where PostgreSQL rightly prefers reading a couple of pages to an\n'
-    printf 'index (they switch to the index as the table grows):\n\n'
+    printf 'Not findings: sequential scans of *small* tables, where PostgreSQL rightly prefers reading a couple of\n'
+    printf 'pages to an index (they switch to the index as the table grows), and in-memory sorts of a few rows\n'
+    printf '(at most %s, a page of results):\n\n' "$sort_rows_limit"
     cat "$small"
     printf '\n'
   fi
@@ -559,7 +895,13 @@ ${counts}
   per connection, and after five executions PostgreSQL may reuse a generic plan.
 - Parameters are realistic: an active API key, group \`${group}\` (10 devices, the busiest size
   the seed has; the limit is 20), one of its active members, a full batch of ${max_batch} fixes,
-  the configured retention (${retention_days} days) and job batch size (${delete_batch}).
+  the configured retention (${retention_days} days, ${audit_retention_days} for the audit log) and job batch size
+  (${delete_batch}); for the admin operations an admin key, an inactive device of the group, a purge
+  of devices inactive for ${purge_days} days, the member's audit trail and the heavy device.
+- A plan is flagged when it scans a table of more than 5,000 rows sequentially, reads a whole index
+  (an index condition without the index's leading column), or sorts more than ${sort_rows_limit} rows or on
+  disk. A change that would fix it (an index, a setting) is tried in a transaction rolled back
+  afterwards and shown after the query, marked *not in the code*.
 
 EOF
   cat "$body"
