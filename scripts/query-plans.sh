@@ -559,12 +559,14 @@ explain insert "Audit entry" "src/db/audit.rs: insert" write "int8, text, text, 
   "$(rust_sql src/db/audit.rs insert)" \
   "every audited operation (export, erasure, reactivation, purge) writes one in its transaction" \
   "none needed (an insert; the foreign-key check of \`api_key_id\` probes \`pk_api_keys\`)"
-NO_SORT=1 explain stream_for_device "Export of a typical device's locations, oldest first" \
+# The export runs in a transaction where src/db/locations.rs: prefer_index_order has set
+# enable_sort = off; explain it the same way.
+NO_SORT=1 SETUP="SET LOCAL enable_sort = off" explain stream_for_device "Export of a typical device's locations, oldest first" \
   "src/db/locations.rs: stream_for_device" read "uuid" "'$member'" \
   "$(rust_sql src/db/locations.rs stream_for_device)" \
-  "$member_locations locations; streamed, so the order should come from \`idx_locations_device_captured\` walked backwards, without a sort"
+  "$member_locations locations; streamed, in the export's transaction (\`SET LOCAL enable_sort = off\`, \`prefer_index_order\`), so the order comes from \`idx_locations_device_captured\` walked backwards, without a sort"
 stream_problem=$last_problem
-NO_SORT=1 explain stream_for_device_heavy "Export of the heavy device's locations, oldest first" \
+NO_SORT=1 SETUP="SET LOCAL enable_sort = off" explain stream_for_device_heavy "Export of the heavy device's locations, oldest first" \
   "src/db/locations.rs: stream_for_device" read "uuid" "'$heavy'" \
   "$(rust_sql src/db/locations.rs stream_for_device)" \
   "the same statement for \`$heavy_name\` and its $heavy_locations_n locations"

@@ -88,8 +88,17 @@ pub struct LocationRecord {
     pub created_at: DateTime<Utc>,
 }
 
+/// Makes the rest of the transaction read rows in index order rather than sort them: for an
+/// export, PostgreSQL otherwise prefers a bitmap scan plus a sort of the device's whole history
+/// (spilling to disk) before sending the first row. Scoped to the transaction (`SET LOCAL`).
+pub async fn prefer_index_order(tx: &mut PgConnection) -> sqlx::Result<()> {
+    const STATEMENT: &str = "SET LOCAL enable_sort = off";
+    crate::db::observe("SET", "session", STATEMENT, sqlx::query(STATEMENT).execute(tx)).await.map(drop)
+}
+
 /// Every location of a device, oldest capture first, as a stream: rows arrive as PostgreSQL
-/// sends them, never collected (idx_locations_device_captured, scanned backwards).
+/// sends them, never collected (idx_locations_device_captured, scanned backwards; see
+/// [`prefer_index_order`]).
 pub fn stream_for_device(
     conn: &mut PgConnection,
     device_id: Uuid,

@@ -45,6 +45,7 @@ pub async fn export(pool: &PgPool, actor: &Actor, device_id: Uuid) -> ApiResult<
     db::commit(tx).await?;
 
     let mut snapshot = db::begin_read_snapshot(pool).await?;
+    db::locations::prefer_index_order(&mut snapshot).await?;
     let (sender, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let span = tracing::info_span!("export", %device_id);
     tokio::spawn(tracing::Instrument::instrument(
