@@ -1,0 +1,46 @@
+-- Seeds a migrated Phone Manager database for the load tests, set-based (no row-by-row client
+-- round trips). psql variables (run.sh passes them): groups, per_group, locations, days.
+--
+-- Devices are deterministic so that any tool can name them without asking the database:
+--   device n (1 .. groups*per_group): device_id = md5('device-' || n)::uuid,
+--   group_id = 'g-' || ((n - 1) / per_group + 1), display_name = 'Load device ' || n.
+-- All are active Android phones; every group holds per_group of them (below the limit of 20,
+-- so re-registration never trips it). Locations are spread evenly over the devices and over
+-- the last :days days (inside the API's 7-day window), newest last; last_seen_at is each
+-- device's newest fix.
+\set ON_ERROR_STOP on
+
+SELECT setseed(0.42) \g /dev/null
+
+INSERT INTO devices (device_id, display_name, group_id, platform, active, created_at)
+SELECT md5('device-' || n)::uuid,
+       'Load device ' || n,
+       'g-' || ((n - 1) / :per_group + 1),
+       'android',
+       true,
+       now() - interval '30 days'
+FROM generate_series(1, :groups * :per_group) AS n;
+
+-- Row i belongs to device (i % devices) + 1 and is that device's k-th fix, k = i / devices;
+-- fix k of K sits in slice k of the :days-day window (older first), at a random point of it.
+INSERT INTO locations (device_id, latitude, longitude, accuracy, captured_at, created_at)
+SELECT md5('device-' || (i % d.devices + 1))::uuid,
+       random() * 120 - 60,
+       random() * 340 - 170,
+       (3 + random() * 47)::real,
+       ts,
+       ts
+FROM (SELECT :groups * :per_group AS devices,
+             ceil(:locations::numeric / (:groups * :per_group)) AS per_device) AS d,
+     generate_series(0, :locations - 1) AS i,
+     LATERAL (SELECT now() - interval '1 day' * :days
+                     * (1 - ((i / d.devices) + random()) / d.per_device) AS ts) AS t;
+
+UPDATE devices d
+SET last_seen_at = m.newest
+FROM (SELECT device_id, max(captured_at) AS newest FROM locations GROUP BY device_id) AS m
+WHERE m.device_id = d.device_id;
+
+REFRESH MATERIALIZED VIEW group_member_counts;
+VACUUM (ANALYZE) devices;
+VACUUM (ANALYZE) locations;
