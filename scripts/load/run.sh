@@ -238,6 +238,31 @@ cpu_ticks() { # pid -> utime+stime in clock ticks
   stat="${stat##*) }"
   awk '{ print $12 + $13 }' <<<"$stat"
 }
+# CPU ticks (utime + stime) of every process, one "pid ticks label" line each; PostgreSQL
+# processes are told apart by their title: this run's database, its autovacuum, other
+# databases (someone else's tests), and the server's background processes.
+cpu_snapshot() { # file
+  local d stat rest label cmd
+  local -a f
+  for d in /proc/[0-9]*; do
+    read -r stat <"$d/stat" 2>/dev/null || continue
+    label="${stat#*(}"
+    label="${label%)*}"
+    rest="${stat##*) }"
+    read -r -a f <<<"$rest"
+    if [[ "$label" == postgres ]]; then
+      cmd="$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null)" || cmd=""
+      case "$cmd" in
+        *autovacuum*"$db"*) label="postgres-autovacuum-test-db" ;;
+        *" $db "*) label="postgres-test-db" ;;
+        *"("*")"*) label="postgres-other-dbs" ;;
+        *) label="postgres-background" ;;
+      esac
+    fi
+    echo "${d#/proc/} $((f[11] + f[12])) ${label// /_}"
+  done >"$1"
+}
+
 # The kernel's count of connections dropped because an accept queue was full (all sockets).
 listen_overflows() {
   awk '/^TcpExt:/ { if (!h) { for (i = 2; i <= NF; i++) if ($i == "ListenOverflows") c = i; h = 1 } else print $c + 0 }' /proc/net/netstat
@@ -292,6 +317,7 @@ run_scenario() { # name
   rm -f "$out/.stop-sampler" "$result"
   echo 5 >"/proc/$server_pid/clear_refs" 2>/dev/null || true # reset VmHWM (peak RSS)
   local srv0 m0 loadavg lo0
+  cpu_snapshot "$out/$name.cpu0"
   lo0="$(listen_overflows)"
   srv0="$(cpu_ticks "$server_pid")"
   m0="$(machine_ticks)"
@@ -316,6 +342,7 @@ run_scenario() { # name
   wrk_pid=""
 
   local srv1 m1 hwm lo1
+  cpu_snapshot "$out/$name.cpu1"
   lo1="$(listen_overflows)"
   srv1="$(cpu_ticks "$server_pid")"
   m1="$(machine_ticks)"
@@ -360,6 +387,24 @@ run_scenario() { # name
       }'
     echo "WRK_MAXRSS_KB=${wrk_maxrss:-0}"
     echo "LISTEN_OVERFLOWS=$((lo1 - lo0))"
+    # CPU by process group over the run (core-seconds), largest first; what no process alive at
+    # the end accounts for (processes that came and went, e.g. compiler runs) is "short-lived".
+    awk -v tck="$tck" -v mb0="$mb0" -v mb1="$mb1" -v wrk="$(awk -v u="${wrk_user:-0}" -v s="${wrk_sys:-0}" 'BEGIN { print u + s }')" '
+      FNR == NR { start[$1] = $2; next }
+      { d = $2 - ($1 in start ? start[$1] : 0); if (d > 0) { g[$3] += d; total += d } }
+      END {
+        # wrk has exited by the second snapshot: its time comes from /usr/bin/time.
+        g["wrk"] = wrk * tck; total += wrk * tck
+        rest = (mb1 - mb0) - total
+        if (rest > 0) g["short-lived"] = rest
+        n = 0
+        for (k in g) if (g[k] / tck >= 0.1) line[++n] = sprintf("%.1f %s", g[k] / tck, k)
+        # sort by seconds, descending
+        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (line[j] + 0 > line[i] + 0) { t = line[i]; line[i] = line[j]; line[j] = t }
+        out = ""
+        for (i = 1; i <= n && i <= 8; i++) { split(line[i], p, " "); out = out (i > 1 ? ", " : "") p[2] " " p[1] }
+        printf "CPU_BY_PROCESS='"'"'%s'"'"'\n", out
+      }' "$out/$name.cpu0" "$out/$name.cpu1"
     echo "SERVER_WARNINGS=$(grep -c -E ' (WARN|ERROR) ' "$out/$name.server.log" || true)"
   } >>"$result"
   (
@@ -529,6 +574,19 @@ EOF
         "$s" "$REQUESTS" "$ERR_STATUS" "$ERR_CONNECT" "$ERR_READ" "$ERR_WRITE" "$ERR_TIMEOUT" \
         "$(f1 "$LAT_MEAN_MS")" "$(f1 "$LAT_P75_MS")" "$(f1 "$LAT_P90_MS")" "$(f1 "$LAT_P99_9_MS")" \
         "$SERVER_WARNINGS" "$LISTEN_OVERFLOWS" "$WRK_CPU_PCT" "$LOADAVG_BEFORE" "$MAX_RUSTC"
+    )
+  done
+  echo
+  echo
+  echo "CPU by process during each run, in core-seconds (the machine has $(nproc) cores; \`short-lived\`: processes"
+  echo "that started and ended within the run, such as compiler jobs; \`postgres-*\`: this run's database,"
+  echo "its autovacuum, other databases on the same server, the server's background writers):"
+  echo
+  for s in "${scenario_list[@]}"; do
+    (
+      # shellcheck disable=SC1090
+      source "$out/$s.result"
+      echo "- $s: $CPU_BY_PROCESS"
     )
   done
   echo
