@@ -35,6 +35,8 @@
 #   LOAD_OUT=/tmp/pm-load-<id>  raw outputs (wrk output, samples, server logs); kept
 #   LOAD_KEEP_DB=1            keep the database afterwards (default: dropped)
 #   LOAD_NOTE='...'           a paragraph put at the top of the report (e.g. machine state)
+#   --with-bench runs `cargo bench --bench throughput` after the scenarios (its own knobs:
+#   BENCH_SECONDS, BENCH_CONNECTIONS, BENCH_BATCHES, BENCH_CONCURRENCY) and pastes its tables.
 #
 # Each scenario gets a freshly started server (so its peak RSS and pool size are its own); the
 # database is shared, so later scenarios see the rows earlier ones wrote. Cleanup (server,
@@ -245,7 +247,7 @@ cpu_snapshot() { # file
   local d stat rest label cmd
   local -a f
   for d in /proc/[0-9]*; do
-    read -r stat <"$d/stat" 2>/dev/null || continue
+    { read -r stat <"$d/stat"; } 2>/dev/null || continue
     label="${stat#*(}"
     label="${label%)*}"
     rest="${stat##*) }"
@@ -656,7 +658,8 @@ EOF
 EOF
   if [[ -n "$bench_out" ]]; then
     # The bench prints markdown; its headings go one level down to fit in here.
-    sed -n '/^# /,$p' "$bench_out" | sed -e 's/^# /### /' -e 's/^## /#### /'
+    # (BENCH_SECONDS, BENCH_CONNECTIONS, BENCH_BATCHES, BENCH_CONCURRENCY reach it unchanged.)
+    sed -n '/^# /,$p' "$bench_out" | sed -e 's/^# /### /' -e 's/^## /\n#### /'
   else
     echo "Not measured in this run: \`scripts/load/run.sh --with-bench\` runs the bench after the load"
     echo "scenarios and pastes its tables here (authenticated endpoint vs bare axum, batch insert vs"
@@ -668,18 +671,21 @@ EOF
 ## Limits of the harness
 
 - **Everything shares the machine**: PostgreSQL, the server and wrk run on the same
-  $(nproc) cores (and here also whatever else was running: see "machine busy", "load avg before"
-  and "compilers seen"). Throughput is the machine's, not the service's alone; wrk itself takes
-  a visible share of the CPU (the "wrk CPU" column).
+  $(nproc) cores (and here also whatever else was running: see "machine busy", "load avg before",
+  "compilers seen" and the CPU by process). Throughput is the machine's, not the service's
+  alone; wrk itself takes a visible share of the CPU (the "wrk CPU" column: with 10,000
+  connections about a quarter of the machine).
 - **Offered-rate accuracy**: no wrk2 is packaged (Debian has wrk 4.1 only), so the mix is paced
   in Lua with wrk's \`delay()\` hook. Slots follow a fixed per-thread schedule, so the rate does
   not drift, but a request can go out up to 1 ms early (wrk's timers have millisecond
   resolution) and late whenever no connection is free or the wrk thread is busy: the "schedule
   adherence" counts measure that (each request is matched with the oldest outstanding slot,
-  which is exact while no connection has to reconnect: wrk's reconnects skip \`delay()\`). With $LOAD_CONNECTIONS connections at $LOAD_RATE req/s every
-  connection sends about once every $(awk -v c="$LOAD_CONNECTIONS" -v r="$LOAD_RATE" 'BEGIN { printf "%.0f", c / r }') s, so the schedule only slips if responses
-  take that long. Latency in the mix is measured from the actual send, so late sends would hide
-  queueing in the client (coordinated omission).
+  which is exact while no connection has to reconnect: wrk's reconnects skip \`delay()\`).
+  With $LOAD_CONNECTIONS connections at $LOAD_RATE req/s every connection sends about once every
+  $(awk -v c="$LOAD_CONNECTIONS" -v r="$LOAD_RATE" 'BEGIN { printf "%.0f", c / r }') s, so connections only run out if responses take that long; what delays sends
+  in practice is wrk's own event loop on a busy machine. Latency in the mix is measured from the
+  actual send, so late sends would hide queueing in the client (coordinated omission).
+  Requests still unanswered when wrk stops are not counted anywhere.
 - **Idle connections and \`header_read_timeout_secs\`**: hyper (1.12) applies the header read
   timeout to keep-alive connections waiting for their next request, so with the default of
   10 s a connection idle for 10 s is closed by the server. At 1,000 req/s over 10,000
@@ -688,8 +694,10 @@ EOF
   reconnections in wrk.
 - **10,000 connections on $(nproc) cores**: wrk opens all connections at once at the start, so
   the first seconds are a connection storm (the service's accept backlog is tokio's 1024; the
-  "accept-queue overflows" column shows whether handshakes had to be retried); it uses one descriptor per connection (the harness raises \`ulimit -n\`
-  to the hard limit, $fd_limit here, and refuses to run if it is below connections + 512).
+  "accept-queue overflows" column shows whether handshakes had to be retried); the mix's
+  "after the first N s" figures leave that out. wrk and the server use one descriptor per
+  connection each (the harness raises \`ulimit -n\` to the hard limit, $fd_limit here, and refuses
+  to run if it is below connections + 512).
   Ephemeral ports (32768-60999) allow about 28,000 client connections to one port, including
   the previous runs' TIME_WAIT sockets.
 - **Closed-loop solo scenarios** measure capacity at $SCENARIO_CONNECTIONS connections, not latency
