@@ -101,7 +101,7 @@ psql_db() { psql -X -q -At -v ON_ERROR_STOP=1 "$db_url" "$@"; }
 # ---------------------------------------------------------------------------------------------
 # Cleanup: only what this script started, by pid.
 # ---------------------------------------------------------------------------------------------
-server_pid="" sampler_pid="" pg_sampler_pid="" wrk_pid="" db_created=0
+server_pid="" sampler_pid="" pg_sampler_pid="" wrk_pid="" snap_pid="" db_created=0
 stop_pid() { # pid [grace seconds]
   local pid="$1" grace="${2:-10}"
   [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
@@ -119,6 +119,7 @@ cleanup() {
   [[ -n "$wrk_pid" ]] && stop_pid "$wrk_pid" 2
   [[ -n "$sampler_pid" ]] && { touch "$out/.stop-sampler" 2>/dev/null; stop_pid "$sampler_pid" 3; }
   [[ -n "$pg_sampler_pid" ]] && stop_pid "$pg_sampler_pid" 2
+  [[ -n "$snap_pid" ]] && stop_pid "$snap_pid" 1
   [[ -n "$server_pid" ]] && stop_pid "$server_pid" 10
   if ((db_created)); then
     if [[ -n "${LOAD_KEEP_DB:-}" ]]; then
@@ -339,12 +340,23 @@ run_scenario() { # name
     LOAD_RESULT_FILE="$result" LOAD_TIMELINE_FILE="$out/$name.timeline" \
     /usr/bin/time -f '%U %S %M' -o "$out/$name.wrk.time" "${cmd[@]}" >"$out/$name.wrk.txt" 2>&1 &
   wrk_pid=$!
+  # The CPU-by-process window ends 1 s before wrk does: when wrk stops, the requests still in
+  # flight are cancelled and the server may close the database connections they held, and a
+  # process that is gone at the second snapshot cannot be told apart from a short-lived one.
+  local cpu_window=$((duration > 1 ? duration - 1 : 1))
+  (
+    sleep "$cpu_window"
+    cpu_snapshot "$out/$name.cpu1"
+    machine_ticks >"$out/$name.m1"
+  ) &
+  snap_pid=$!
   local wrk_rc=0
   wait "$wrk_pid" || wrk_rc=$?
   wrk_pid=""
 
   local srv1 m1 hwm lo1
-  cpu_snapshot "$out/$name.cpu1"
+  wait "$snap_pid" 2>/dev/null || true
+  snap_pid=""
   lo1="$(listen_overflows)"
   srv1="$(cpu_ticks "$server_pid")"
   m1="$(machine_ticks)"
@@ -391,11 +403,14 @@ run_scenario() { # name
     echo "LISTEN_OVERFLOWS=$((lo1 - lo0))"
     # CPU by process group over the run (core-seconds), largest first; what no process alive at
     # the end accounts for (processes that came and went, e.g. compiler runs) is "short-lived".
-    awk -v tck="$tck" -v mb0="$mb0" -v mb1="$mb1" -v wrk="$(awk -v u="${wrk_user:-0}" -v s="${wrk_sys:-0}" 'BEGIN { print u + s }')" '
+    local mw1
+    read -r mw1 _ <"$out/$name.m1" || mw1="$mb1"
+    awk -v tck="$tck" -v mb0="$mb0" -v mb1="$mw1" \
+      -v wrk="$(awk -v u="${wrk_user:-0}" -v s="${wrk_sys:-0}" -v w="$cpu_window" -v d="$duration" 'BEGIN { print (u + s) * w / d }')" '
       FNR == NR { start[$1] = $2; next }
       { d = $2 - ($1 in start ? start[$1] : 0); if (d > 0) { g[$3] += d; total += d } }
       END {
-        # wrk has exited by the second snapshot: its time comes from /usr/bin/time.
+        # wrk is a child of /usr/bin/time: its time comes from there, prorated to the window.
         g["wrk"] = wrk * tck; total += wrk * tck
         rest = (mb1 - mb0) - total
         if (rest > 0) g["short-lived"] = rest
@@ -580,9 +595,10 @@ EOF
   done
   echo
   echo
-  echo "CPU by process during each run, in core-seconds (the machine has $(nproc) cores; \`short-lived\`: processes"
-  echo "that started and ended within the run, such as compiler jobs; \`postgres-*\`: this run's database,"
-  echo "its autovacuum, other databases on the same server, the server's background writers):"
+  echo "CPU by process during each run (up to 1 s before its end), in core-seconds (the machine has $(nproc)"
+  echo "cores; \`short-lived\`: processes that were gone by the end of the window, such as compiler jobs or"
+  echo "database connections the server closed; \`postgres-*\`: this run's database, its autovacuum, other"
+  echo "databases on the same server, the server's background writers):"
   echo
   for s in "${scenario_list[@]}"; do
     (
@@ -640,8 +656,8 @@ EOF
       t0="$(awk 'NR == 1 { print $1 }' "$out/mix.timeline")"
       while read -r from to sent resp non2xx p50 p99 mx; do
         read -r rss busy < <(awk -v a="$from" -v b="$to" '$1 >= a && $1 < b {
-            if ($2 != "NA" && $2 + 0 > r) r = $2 + 0; if ($4 != "NA" && (p == "" || $4 + 0 > p)) p = $4 + 0 }
-          END { printf "%d %s\n", r / 1024, (p == "" ? "NA" : p) }' "$out/mix.samples")
+            if ($2 != "NA" && (r == "" || $2 + 0 > r)) r = $2 + 0; if ($4 != "NA" && (p == "" || $4 + 0 > p)) p = $4 + 0 }
+          END { printf "%s %s\n", (r == "" ? "NA" : int(r / 1024)), (p == "" ? "NA" : p) }' "$out/mix.samples")
         dbb="$(awk -v a="$from" -v b="$to" '$1 >= a && $1 < b && NF == 3 { if (!n++ || $3 + 0 > m) m = $3 + 0 }
           END { print (n ? m : "NA") }' "$out/mix.pg")"
         printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$((from - t0))" "$((to - t0))" \
