@@ -49,10 +49,7 @@ pub async fn reactivate_device(
         .await?
         .ok_or_else(|| ApiError::NotFound("Device not found".into()))?;
     if !membership.active {
-        let active = db::devices::count_active_in_group(&mut tx, &membership.group_id).await?;
-        if active >= i64::from(max_per_group) {
-            return Err(ApiError::Conflict(devices::group_full_message(max_per_group)));
-        }
+        devices::ensure_room_in_group(&mut tx, &membership.group_id, max_per_group).await?;
     }
     let row = db::devices::activate(&mut tx, device_id).await?;
     let event = Event {

@@ -112,8 +112,19 @@ impl From<DeviceRow> for Device {
     }
 }
 
-pub fn group_full_message(limit: u32) -> String {
-    format!("Group has reached maximum device limit ({limit})")
+/// Refuses (409) a device joining `group_id` when the group already has `max_per_group` active
+/// devices. The caller must hold the group's lock (`db::devices::lock_group`) in `tx`, so the
+/// count cannot change before the device joins.
+pub async fn ensure_room_in_group(
+    tx: &mut sqlx::PgConnection,
+    group_id: &str,
+    max_per_group: u32,
+) -> ApiResult<()> {
+    let active = db::devices::count_active_in_group(tx, group_id).await?;
+    if active >= i64::from(max_per_group) {
+        return Err(ApiError::Conflict(format!("Group has reached maximum device limit ({max_per_group})")));
+    }
+    Ok(())
 }
 
 /// Creates or updates a device by `device_id`, reactivating it if it was deactivated.
@@ -128,10 +139,7 @@ pub async fn register(pool: &PgPool, registration: Registration, max_per_group: 
     let current = db::devices::find_membership_for_update(&mut tx, registration.device_id).await?;
     let already_member = current.is_some_and(|m| m.active && m.group_id == registration.group_id);
     if !already_member {
-        let active = db::devices::count_active_in_group(&mut tx, &registration.group_id).await?;
-        if active >= i64::from(max_per_group) {
-            return Err(ApiError::Conflict(group_full_message(max_per_group)));
-        }
+        ensure_room_in_group(&mut tx, &registration.group_id, max_per_group).await?;
     }
     let (row, created) = db::devices::upsert(
         &mut tx,
