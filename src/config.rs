@@ -19,6 +19,7 @@ pub struct Settings {
     pub limits: LimitsSettings,
     pub telemetry: TelemetrySettings,
     pub jobs: JobSettings,
+    pub ingest: IngestSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -118,6 +119,14 @@ pub struct JobSettings {
     pub idempotency_cleanup_interval_secs: u64,
     pub audit_retention_interval_secs: u64,
     pub delete_batch_size: u32,
+}
+
+/// Group commit of uploads without an `Idempotency-Key` (see `domain::ingest`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSettings {
+    pub writers: u32,
+    pub max_rows_per_statement: u32,
 }
 
 /// A configuration problem, printed as one line: `configuration error: <key>: <problem>`.
@@ -222,6 +231,17 @@ impl Settings {
         at_least("jobs.audit_retention_interval_secs", jobs.audit_retention_interval_secs, 1)?;
         at_least("limits.audit_retention_days", self.limits.audit_retention_days.into(), 1)?;
         at_least("jobs.delete_batch_size", jobs.delete_batch_size.into(), 1)?;
+        at_least("ingest.writers", self.ingest.writers.into(), 1)?;
+        if self.ingest.writers >= db.max_connections {
+            return Err(ConfigError::invalid(
+                "ingest.writers",
+                format!(
+                    "must be below database.max_connections ({}), so other requests always get a connection",
+                    db.max_connections
+                ),
+            ));
+        }
+        at_least("ingest.max_rows_per_statement", self.ingest.max_rows_per_statement.into(), 1)?;
         Ok(())
     }
 }

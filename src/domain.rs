@@ -7,6 +7,7 @@ pub mod audit;
 pub mod devices;
 pub mod health;
 pub mod idempotency;
+pub mod ingest;
 pub mod key_cache;
 pub mod last_seen;
 pub mod locations;

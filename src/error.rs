@@ -87,6 +87,11 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The database cannot be reached (pool exhausted, connection lost): a 503 the client may retry.
+    pub fn database_unavailable() -> Self {
+        Self::ServiceUnavailable("Database temporarily unavailable".into())
+    }
+
     /// A validation error with one field problem.
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::invalid(vec![FieldError::new(field, message)])
@@ -212,7 +217,7 @@ impl From<sqlx::Error> for ApiError {
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_) => {
                 tracing::warn!(error = %err, "database unavailable");
-                Self::ServiceUnavailable("Database temporarily unavailable".into())
+                Self::database_unavailable()
             }
             // SQLSTATE class 22 (data exception: a character PostgreSQL cannot store, a value
             // out of a column's range) and 23514 (a CHECK constraint) come from values in the

@@ -17,10 +17,13 @@ pub const RATE_LIMITED_TOTAL: &str = "rate_limit_rejections_total";
 pub const JOB_DURATION: &str = "background_job_duration_seconds";
 pub const JOB_LAST_SUCCESS: &str = "background_job_last_success_timestamp";
 pub const JOB_FAILURES_TOTAL: &str = "background_job_failures_total";
+pub const INGEST_STATEMENT_REQUESTS: &str = "ingest_statement_requests";
+pub const INGEST_QUEUE_WAIT: &str = "ingest_queue_wait_seconds";
 
 /// Story 4.1's buckets, in seconds.
 const HTTP_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0];
 const DB_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+const INGEST_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
 const JOB_BUCKETS: &[f64] = &[0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -34,6 +37,10 @@ pub fn handle() -> PrometheusHandle {
                 .set_buckets_for_metric(Matcher::Full(HTTP_REQUEST_DURATION.into()), HTTP_BUCKETS)
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(DB_QUERY_DURATION.into()), DB_BUCKETS))
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(JOB_DURATION.into()), JOB_BUCKETS))
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(INGEST_STATEMENT_REQUESTS.into()), INGEST_BUCKETS)
+                })
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(INGEST_QUEUE_WAIT.into()), DB_BUCKETS))
                 .expect("bucket lists are non-empty")
                 .build_recorder();
             let handle = recorder.handle();
@@ -65,6 +72,15 @@ fn describe() {
     describe_histogram!(JOB_DURATION, Unit::Seconds, "Background job run time");
     describe_gauge!(JOB_LAST_SUCCESS, "Unix time of the last successful run of a background job");
     describe_counter!(JOB_FAILURES_TOTAL, "Failed background job runs");
+    describe_histogram!(
+        INGEST_STATEMENT_REQUESTS,
+        "Uploads written together by one statement (group commit of uploads without an Idempotency-Key)"
+    );
+    describe_histogram!(
+        INGEST_QUEUE_WAIT,
+        Unit::Seconds,
+        "How long the oldest upload of a statement waited for a writer"
+    );
 }
 
 pub fn record_http(method: &str, path: &str, status: u16, elapsed: Duration) {
@@ -85,6 +101,11 @@ pub fn record_pool(size: u32, idle: usize) {
 
 pub fn locations_uploaded(count: usize) {
     counter!(LOCATIONS_UPLOADED_TOTAL).increment(count as u64);
+}
+
+pub fn ingest_statement(requests: usize, queue_wait: Duration) {
+    histogram!(INGEST_STATEMENT_REQUESTS).record(requests as f64);
+    histogram!(INGEST_QUEUE_WAIT).record(queue_wait.as_secs_f64());
 }
 
 pub fn device_registered(created: bool) {

@@ -18,6 +18,7 @@ use crate::{
     config::Settings,
     db,
     domain::{
+        ingest::Ingest,
         key_cache::KeyCache,
         last_seen::{self, LastSeen},
     },
@@ -54,6 +55,7 @@ impl Application {
             last_seen: Arc::new(LastSeen::new(pool.clone(), last_seen::DEFAULT_WINDOW)),
             rate_limiter: Arc::new(RateLimiter::new(&settings.security)),
             key_cache: Arc::new(KeyCache::new(settings.security.api_key_cache())),
+            ingest: Arc::new(Ingest::start(pool.clone(), &settings.ingest)),
             pool,
             settings: Arc::new(settings),
         };

@@ -4,7 +4,7 @@ use sqlx::PgPool;
 
 use crate::{
     config::Settings,
-    domain::{key_cache::KeyCache, last_seen::LastSeen},
+    domain::{ingest::Ingest, key_cache::KeyCache, last_seen::LastSeen},
     rate_limit::RateLimiter,
 };
 
@@ -15,6 +15,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Coalesced `last_seen_at` writes for uploads.
     pub last_seen: Arc<LastSeen>,
+    /// Group commit of uploads without an Idempotency-Key.
+    pub ingest: Arc<Ingest>,
     /// Per-key limits (local or shared through Redis).
     pub rate_limiter: Arc<RateLimiter>,
     /// Recently authenticated keys (per replica, short TTL).

@@ -6,10 +6,12 @@ use uuid::Uuid;
 
 use crate::domain::locations::Fix;
 
-/// Inserts every fix in one statement (UNNEST of one array per column), and only if the
-/// device exists and is active: returns the number of rows stored, 0 for an unknown or
-/// inactive device. One round trip whatever the batch size.
-pub async fn insert_fixes(tx: &mut PgConnection, device_id: Uuid, fixes: &[Fix]) -> sqlx::Result<u64> {
+/// Inserts fixes of one or many devices in one statement (UNNEST of one array per column), each
+/// device's only if it exists and is active. Returns the devices whose fixes were stored: an
+/// unknown or inactive device's rows are left out, every other row goes in. One round trip
+/// whatever the number of rows, so concurrent uploads can share it (see `domain::ingest`).
+pub async fn insert_fixes(conn: &mut PgConnection, fixes: &[(Uuid, &Fix)]) -> sqlx::Result<Vec<Uuid>> {
+    let mut device = Vec::with_capacity(fixes.len());
     let mut latitude = Vec::with_capacity(fixes.len());
     let mut longitude = Vec::with_capacity(fixes.len());
     let mut accuracy = Vec::with_capacity(fixes.len());
@@ -20,43 +22,57 @@ pub async fn insert_fixes(tx: &mut PgConnection, device_id: Uuid, fixes: &[Fix])
     let mut battery = Vec::with_capacity(fixes.len());
     let mut network = Vec::with_capacity(fixes.len());
     let mut captured_at: Vec<DateTime<Utc>> = Vec::with_capacity(fixes.len());
-    for fix in fixes {
+    for (device_id, fix) in fixes {
+        device.push(*device_id);
         latitude.push(fix.latitude);
         longitude.push(fix.longitude);
         accuracy.push(fix.accuracy);
         altitude.push(fix.altitude);
         bearing.push(fix.bearing);
         speed.push(fix.speed);
-        provider.push(fix.provider.clone());
+        provider.push(fix.provider.as_deref());
         battery.push(fix.battery_level);
-        network.push(fix.network_type.clone());
+        network.push(fix.network_type.as_deref());
         captured_at.push(fix.captured_at);
     }
-    let result = observe!(
+    // `active` is read once, in the statement's snapshot; the INSERT takes only those devices'
+    // rows. A data-modifying WITH runs whether or not the final SELECT reads it.
+    observe!(
         "INSERT",
         "locations",
-        sqlx::query!(
-            r#"INSERT INTO locations (device_id, latitude, longitude, accuracy, altitude, bearing, speed,
-                                  provider, battery_level, network_type, captured_at)
-           SELECT $1, t.*
-           FROM UNNEST($2::float8[], $3::float8[], $4::float4[], $5::float8[], $6::float4[],
-                       $7::float4[], $8::text[], $9::int2[], $10::text[], $11::timestamptz[]) AS t
-           WHERE EXISTS (SELECT 1 FROM devices WHERE device_id = $1 AND active)"#,
-            device_id,
+        sqlx::query_scalar!(
+            r#"WITH fixes AS (
+                   SELECT * FROM UNNEST($1::uuid[], $2::float8[], $3::float8[], $4::float4[], $5::float8[],
+                                        $6::float4[], $7::float4[], $8::text[], $9::int2[], $10::text[],
+                                        $11::timestamptz[])
+                       AS t(device_id, latitude, longitude, accuracy, altitude, bearing, speed, provider,
+                            battery_level, network_type, captured_at)
+               ),
+               active AS (
+                   SELECT device_id FROM devices WHERE device_id = ANY($1::uuid[]) AND active
+               ),
+               stored AS (
+                   INSERT INTO locations (device_id, latitude, longitude, accuracy, altitude, bearing, speed,
+                                          provider, battery_level, network_type, captured_at)
+                   SELECT f.device_id, f.latitude, f.longitude, f.accuracy, f.altitude, f.bearing, f.speed,
+                          f.provider, f.battery_level, f.network_type, f.captured_at
+                   FROM fixes f WHERE f.device_id IN (SELECT device_id FROM active)
+               )
+               SELECT device_id AS "device_id!" FROM active"#,
+            &device,
             &latitude,
             &longitude,
             &accuracy,
             &altitude as &[Option<f64>],
             &bearing as &[Option<f32>],
             &speed as &[Option<f32>],
-            &provider as &[Option<String>],
+            &provider as &[Option<&str>],
             &battery as &[Option<i16>],
-            &network as &[Option<String>],
+            &network as &[Option<&str>],
             &captured_at,
         ),
-        execute(tx)
-    )?;
-    Ok(result.rows_affected())
+        fetch_all(conn)
+    )
 }
 
 /// One retention batch: deletes at most `batch` locations created more than `retention_days`

@@ -10,6 +10,7 @@ use crate::{
     db::{self, idempotency::Claim},
     domain::{
         idempotency::{self, IdempotencyKey},
+        ingest::Ingest,
         last_seen::LastSeen,
     },
     error::{ApiResult, ResultExt},
@@ -163,47 +164,69 @@ pub enum Outcome {
     Replayed { status: u16, body: serde_json::Value },
 }
 
-/// Stores every fix of the upload atomically (one statement, one transaction), or none.
+/// Stores every fix of the upload atomically (one statement), or none.
 ///
-/// With an idempotency key, the key is claimed in the same transaction before the insert: a
-/// concurrent duplicate waits on that claim and then replays this request's stored answer,
-/// so it can never insert twice. Only successful answers are stored; a failed request (say,
-/// an unregistered device) leaves nothing behind and may be retried with the same key.
+/// Without an idempotency key, the upload goes to the group-commit writers ([`Ingest`]): it may
+/// share its statement and commit with concurrent uploads, and answers once they are committed.
+///
+/// With one, the key is claimed in a transaction of its own before the insert: a concurrent
+/// duplicate waits on that claim and then replays this request's stored answer, so it can never
+/// insert twice. Only successful answers are stored; a failed request (say, an unregistered
+/// device) leaves nothing behind and may be retried with the same key.
 pub async fn upload(
     pool: &PgPool,
+    ingest: &Ingest,
     last_seen: &LastSeen,
     api_key_id: i64,
     upload: Upload,
     idempotency: Option<&IdempotencyKey>,
 ) -> ApiResult<Outcome> {
-    let mut tx = db::begin(pool).await?;
-    if let Some(key) = idempotency {
-        let claim = db::idempotency::claim(&mut tx, api_key_id, key, upload.device_id)
-            .instrument(tracing::info_span!("idempotency.check"))
-            .await
-            .on_constraint("fk_idempotency_keys_device", device_not_found)?;
-        if let Claim::Taken(record) = claim {
-            return idempotency::replay(key, record);
+    let (device_id, count) = (upload.device_id, upload.fixes.len());
+    let store = tracing::info_span!("locations.store", device_check = true, fixes = count);
+    let receipt = match idempotency {
+        None => {
+            ingest.store(upload).instrument(store).await?;
+            UploadReceipt { success: true, processed_count: count }
         }
+        Some(key) => match upload_once(pool, api_key_id, upload, key, store).await? {
+            Outcome::Fresh(receipt) => receipt,
+            replayed => return Ok(replayed),
+        },
+    };
+    metrics::locations_uploaded(count);
+    last_seen.touch(device_id);
+    Ok(Outcome::Fresh(receipt))
+}
+
+/// The idempotent path: key claim, rows and stored answer in one transaction.
+async fn upload_once(
+    pool: &PgPool,
+    api_key_id: i64,
+    upload: Upload,
+    key: &IdempotencyKey,
+    store: tracing::Span,
+) -> ApiResult<Outcome> {
+    let mut tx = db::begin(pool).await?;
+    let claim = db::idempotency::claim(&mut tx, api_key_id, key, upload.device_id)
+        .instrument(tracing::info_span!("idempotency.check"))
+        .await
+        .on_constraint("fk_idempotency_keys_device", device_not_found)?;
+    if let Claim::Taken(record) = claim {
+        return idempotency::replay(key, record);
     }
     // One statement checks the device is registered and active and stores every fix.
-    let store = tracing::info_span!("locations.store", device_check = true, fixes = upload.fixes.len());
-    let inserted = db::locations::insert_fixes(&mut tx, upload.device_id, &upload.fixes)
+    let fixes: Vec<_> = upload.fixes.iter().map(|fix| (upload.device_id, fix)).collect();
+    let stored = db::locations::insert_fixes(&mut tx, &fixes)
         .instrument(store)
         .await
         .on_constraint("fk_locations_device", device_not_found)?;
-    if inserted != upload.fixes.len() as u64 {
-        // Zero rows: the device is unknown or deactivated (the insert checks it).
+    if !stored.contains(&upload.device_id) {
         return Err(device_not_found());
     }
     let receipt = UploadReceipt { success: true, processed_count: upload.fixes.len() };
-    if let Some(key) = idempotency {
-        let body = serde_json::to_value(receipt).expect("a receipt serializes");
-        db::idempotency::complete(&mut tx, api_key_id, key, 200, &body).await?;
-    }
+    let body = serde_json::to_value(receipt).expect("a receipt serializes");
+    db::idempotency::complete(&mut tx, api_key_id, key, 200, &body).await?;
     db::commit(tx).await?;
-    metrics::locations_uploaded(upload.fixes.len());
-    last_seen.touch(upload.device_id);
     Ok(Outcome::Fresh(receipt))
 }
 

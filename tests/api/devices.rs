@@ -13,7 +13,11 @@ pub struct Devices {
 
 impl Devices {
     pub async fn spawn() -> Self {
-        let app = TestApp::spawn().await;
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(adjust: impl FnOnce(&mut phone_manager::config::Settings)) -> Self {
+        let app = TestApp::spawn_with(adjust).await;
         let key = app.create_key(false).await.key;
         Self { app, key }
     }

@@ -7,14 +7,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{ServerProcess, TcpProxy, TestApp, TestDatabase, assert_error, json_body, raw_exchange};
-
-async fn key_for(database_url: &str, admin: bool) -> String {
-    let pool = sqlx::PgPool::connect(database_url).await.unwrap();
-    let key = phone_manager::domain::api_keys::create(&pool, "hardening", admin, None).await.unwrap().key;
-    pool.close().await;
-    key
-}
+use crate::helpers::{
+    ServerProcess, TcpProxy, TestApp, TestDatabase, assert_error, json_body, key_for, raw_exchange,
+};
 
 /// A server process of its own, so its metrics registry sees only this test's traffic.
 #[tokio::test]

@@ -328,6 +328,14 @@ impl ServerProcess {
     }
 }
 
+/// A new API key in the database at `database_url` (for tests that run a [`ServerProcess`]).
+pub async fn key_for(database_url: &str, admin: bool) -> String {
+    let pool = PgPool::connect(database_url).await.unwrap();
+    let key = api_keys::create(&pool, "test key", admin, None).await.unwrap().key;
+    pool.close().await;
+    key
+}
+
 pub async fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port()
 }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::{
     devices::Devices,
-    helpers::{TestApp, assert_error, json_body},
+    helpers::{ServerProcess, TestApp, TestDatabase, assert_error, json_body, key_for},
 };
 
 fn now_ms() -> i64 {
@@ -649,4 +649,108 @@ mod jobs {
             .unwrap();
         assert_eq!(left, 1);
     }
+}
+
+/// Concurrent uploads without an Idempotency-Key share statements (group commit), yet each
+/// request gets its own answer and exactly its own rows: a server process of its own with one
+/// writer, so its metrics see only this traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_uploads_share_statements_and_keep_their_own_answers() {
+    let db = TestDatabase::create().await;
+    let env = [("PM__INGEST__WRITERS", "1"), ("PM__SECURITY__RATE_LIMIT_PER_MINUTE", "100000")];
+    let server = ServerProcess::start(&db.url, &env).await;
+    let key = key_for(&db.url, false).await;
+    let client = reqwest::Client::new();
+    let post =
+        |path: &str, body: Value| client.post(server.url(path)).header("X-API-Key", &key).json(&body).send();
+    let registered: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+    for (n, device) in registered.iter().enumerate() {
+        let body = json!({"device_id": device, "display_name": format!("Phone {n}"), "group_id": "shared"});
+        assert_eq!(post("/api/v1/devices/register", body).await.unwrap().status(), StatusCode::OK);
+    }
+    let deactivated = registered[3];
+    let response =
+        client.delete(server.url(&format!("/api/v1/devices/{deactivated}"))).header("X-API-Key", &key).send();
+    assert_eq!(response.await.unwrap().status(), StatusCode::NO_CONTENT);
+    let unknown = Uuid::new_v4();
+    let targets = [registered[0], registered[1], registered[2], deactivated, unknown];
+
+    // 300 single uploads and 50 batches of 3, all at once, spread over the five devices.
+    let requests = (0..350).map(|n| {
+        let device = targets[n % targets.len()];
+        let (path, body) = if n < 300 {
+            ("/api/v1/locations", single(device, fix(n as i64)))
+        } else {
+            ("/api/v1/locations/batch", batch(device, 3))
+        };
+        let post = &post;
+        async move { (device, path, post(path, body).await.unwrap().status()) }
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    for (device, path, status) in &answers {
+        let expected = if *device == deactivated || *device == unknown { 404 } else { 200 };
+        assert_eq!(status.as_u16(), expected, "{path} for {device}");
+    }
+
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    for device in targets {
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM locations WHERE device_id = $1")
+            .bind(device)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let singles = (0..300).filter(|n| targets[n % 5] == device).count() as i64;
+        let batches = (300..350).filter(|n| targets[n % 5] == device).count() as i64;
+        let expected = if device == deactivated || device == unknown { 0 } else { singles + 3 * batches };
+        assert_eq!(stored, expected, "rows of {device}");
+    }
+
+    let metrics = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    let (statements, requests) =
+        (value("ingest_statement_requests_count"), value("ingest_statement_requests_sum"));
+    assert_eq!(requests, 350.0, "every upload went through exactly one statement");
+    assert!(statements < 350.0, "uploads shared statements: {statements} statements for 350 uploads");
+    eprintln!("350 concurrent uploads: {statements} statements, {:.1} uploads each", requests / statements);
+    pool.close().await;
+}
+
+/// When a shared statement fails for one upload's sake, every other upload in it is retried
+/// alone and stored: the failure stays with its request. Here a constraint added for the test
+/// refuses one latitude, as a race with a deleted device or a schema rule would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_upload_never_fails_the_others_in_its_statement() {
+    let api = Devices::spawn_with(|s| {
+        s.ingest.writers = 1;
+        s.security.rate_limit_per_minute = 100_000;
+    })
+    .await;
+    sqlx::query("ALTER TABLE locations ADD CONSTRAINT test_refuses CHECK (latitude <> 12.345)")
+        .execute(&api.app.pool)
+        .await
+        .unwrap();
+    let device = api.device().await;
+    let api = &api;
+    let bodies = (0..60).map(|n| {
+        let latitude = if n % 20 == 7 { 12.345 } else { 48.0 };
+        json!({"device_id": device, "timestamp": now_ms() - n, "latitude": latitude, "longitude": 11.5,
+               "accuracy": 5.0})
+    });
+    let answers = futures_util::future::join_all(bodies.map(|body| async move {
+        (body["latitude"] == 12.345, api.post("/api/v1/locations", &body, None).await)
+    }))
+    .await;
+    for (refused, response) in answers {
+        if refused {
+            assert_error(response, StatusCode::BAD_REQUEST, "validation_error").await;
+        } else {
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+    }
+    assert_eq!(api.location_count(device).await, 57, "every upload but the three refused ones");
 }

@@ -11,6 +11,7 @@ use crate::helpers::{ServerProcess, TestDatabase};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
+const GROUP_COMMIT_TRACE_ID: &str = "5cf92f3577b34da6a3ce929d0e0e4737";
 
 /// A batch upload with an incoming `traceparent`: the server span continues the caller's trace,
 /// and under it are the key lookup, validation, the idempotency check and every SQL statement.
@@ -59,6 +60,20 @@ async fn a_batch_upload_exports_one_trace_with_http_and_sql_spans() {
         "the response names the trace: {traceparent}"
     );
     assert_eq!(response.headers()["x-trace-id"], TRACE_ID);
+
+    // Without a key, the fix goes through the group-commit writer: its statement is still in
+    // the request's trace, under the request's store span.
+    let single =
+        json!({"device_id": device, "timestamp": now, "latitude": 1.0, "longitude": 2.0, "accuracy": 3.0});
+    let response = client
+        .post(server.url("/api/v1/locations"))
+        .header("X-API-Key", &key)
+        .header("traceparent", format!("00-{GROUP_COMMIT_TRACE_ID}-{CALLER_SPAN}-01"))
+        .json(&single)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
 
     // Graceful shutdown flushes the queued spans.
     assert!(server.terminate().await, "clean exit");
@@ -116,8 +131,29 @@ async fn a_batch_upload_exports_one_trace_with_http_and_sql_spans() {
     let insert = sql.iter().find(|s| s.name == "INSERT locations").expect("the INSERT span");
     assert_eq!(attribute(insert, "db.operation.name").as_deref(), Some("INSERT"));
     assert_eq!(attribute(insert, "db.collection.name").as_deref(), Some("locations"));
-    assert!(attribute(insert, "db.query.text").unwrap().contains("UNNEST($2"));
+    assert!(attribute(insert, "db.query.text").unwrap().contains("UNNEST($1"));
     assert!(insert.end_time_unix_nano > insert.start_time_unix_nano, "its duration is recorded");
+
+    let single: Vec<&ExportedSpan> = spans.iter().filter(|s| s.trace_id == GROUP_COMMIT_TRACE_ID).collect();
+    let span = |name: &str| {
+        *single
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("{name} in {:#?}", names(single.iter().copied())))
+    };
+    let (server_span, store, write, insert) = (
+        span("POST /api/v1/locations"),
+        span("locations.store"),
+        span("locations.write"),
+        span("INSERT locations"),
+    );
+    assert_eq!(
+        write.parent_span_id, store.span_id,
+        "the shared statement's span is under the request's store span"
+    );
+    assert_eq!(insert.parent_span_id, write.span_id);
+    assert_eq!(attribute(write, "requests").as_deref(), Some("1"));
+    eprintln!("span tree of a single upload (group commit):\n{}", tree(&single, &server_span.span_id, 0));
     pool.close().await;
 }
 

@@ -187,7 +187,8 @@ pub async fn upload_location(
     let idempotency = idempotency_key(&headers, &request)?;
     let upload = Upload { device_id: parse_device_id(&request.device_id), fixes: vec![request.fix()] };
     let outcome =
-        locations::upload(&state.pool, &state.last_seen, key.id, upload, idempotency.as_ref()).await?;
+        locations::upload(&state.pool, &state.ingest, &state.last_seen, key.id, upload, idempotency.as_ref())
+            .await?;
     Ok(respond(outcome))
 }
 
@@ -229,7 +230,8 @@ pub async fn upload_location_batch(
         fixes: request.locations.iter().map(BatchLocation::fix).collect(),
     };
     let outcome =
-        locations::upload(&state.pool, &state.last_seen, key.id, upload, idempotency.as_ref()).await?;
+        locations::upload(&state.pool, &state.ingest, &state.last_seen, key.id, upload, idempotency.as_ref())
+            .await?;
     Ok(respond(outcome))
 }
 
