@@ -31,6 +31,7 @@ pub struct ServerSettings {
     pub shutdown_grace_secs: u64,
     pub header_read_timeout_secs: u64,
     pub max_concurrent_requests: usize,
+    pub read_buffer_bytes: usize,
 }
 
 #[derive(Clone, Deserialize)]
@@ -176,6 +177,8 @@ impl Settings {
         at_least("server.request_timeout_secs", self.server.request_timeout_secs, 1)?;
         at_least("server.header_read_timeout_secs", self.server.header_read_timeout_secs, 1)?;
         at_least("server.max_concurrent_requests", self.server.max_concurrent_requests as u64, 1)?;
+        // hyper refuses (panics on) anything smaller.
+        at_least("server.read_buffer_bytes", self.server.read_buffer_bytes as u64, 8192)?;
         let db = &self.database;
         if !(db.url.starts_with("postgres://") || db.url.starts_with("postgresql://")) {
             return Err(ConfigError::invalid("database.url", "must be a postgres:// or postgresql:// URL"));

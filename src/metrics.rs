@@ -83,6 +83,17 @@ fn describe() {
     );
 }
 
+/// Histograms keep their raw samples until the next render; without a scrape they would grow
+/// for ever, so they are drained on a timer too.
+pub async fn upkeep_forever() {
+    let handle = handle();
+    let mut ticks = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        ticks.tick().await;
+        handle.run_upkeep();
+    }
+}
+
 pub fn record_http(method: &str, path: &str, status: u16, elapsed: Duration) {
     let labels = [("method", method.to_owned()), ("path", path.to_owned()), ("status", status.to_string())];
     counter!(HTTP_REQUESTS_TOTAL, &labels).increment(1);

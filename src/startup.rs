@@ -52,7 +52,7 @@ impl Application {
             TcpListener::bind(&address).await.with_context(|| format!("cannot listen on {address}"))?;
         metrics::handle();
         let state = AppState {
-            last_seen: Arc::new(LastSeen::new(pool.clone(), last_seen::DEFAULT_WINDOW)),
+            last_seen: LastSeen::start(pool.clone(), last_seen::DEFAULT_WINDOW),
             rate_limiter: Arc::new(RateLimiter::new(&settings.security)),
             key_cache: Arc::new(KeyCache::new(settings.security.api_key_cache())),
             ingest: Arc::new(Ingest::start(pool.clone(), &settings.ingest)),
@@ -84,13 +84,21 @@ impl Application {
         let grace = settings.server.shutdown_grace();
         let pool = self.state.pool.clone();
         let scheduler = jobs::Scheduler::start(pool.clone(), &settings);
+        let last_seen = self.state.last_seen.clone();
+        let upkeep = tokio::spawn(metrics::upkeep_forever());
         let app = http::app(self.state);
         tracing::info!(address = %self.listener.local_addr()?, "listening");
 
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // Without a timer hyper cannot time out slow headers: a slowloris client would hold
         // its connection (and a slot) forever.
-        builder.http1().timer(TokioTimer::new()).header_read_timeout(settings.server.header_read_timeout());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(settings.server.header_read_timeout())
+            // hyper's default (~400 KiB) lets each connection's buffer double to 16 KiB and
+            // more; at 10,000 keep-alive connections that is most of the process's memory.
+            .max_buf_size(settings.server.read_buffer_bytes);
         builder.http2().timer(TokioTimer::new());
         let connections = GracefulShutdown::new();
         let mut shutdown = pin!(shutdown);
@@ -130,6 +138,8 @@ impl Application {
             () = tokio::time::sleep(grace) => tracing::warn!("grace period elapsed; abandoning in-flight requests"),
         }
         scheduler.shutdown(grace).await;
+        last_seen.flush().await;
+        upkeep.abort();
         pool.close().await;
         tracing::info!("stopped");
         Ok(())

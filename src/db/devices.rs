@@ -184,12 +184,19 @@ pub async fn list_active_in_group(db: impl PgExecutor<'_>, group_id: &str) -> sq
         .collect())
 }
 
-/// Marks the device seen now.
-pub async fn touch_last_seen(db: impl PgExecutor<'_>, device_id: Uuid) -> sqlx::Result<()> {
+/// Marks the devices seen now. Rows are locked in device order (callers pass them sorted, and
+/// the locking subquery sorts again), so concurrent writers of overlapping sets (replicas)
+/// cannot deadlock; NO KEY UPDATE does not block location inserts' foreign-key checks.
+pub async fn touch_last_seen(db: impl PgExecutor<'_>, device_ids: &[Uuid]) -> sqlx::Result<()> {
     observe!(
         "UPDATE",
         "devices",
-        sqlx::query!("UPDATE devices SET last_seen_at = now() WHERE device_id = $1", device_id),
+        sqlx::query!(
+            "UPDATE devices SET last_seen_at = now()
+             WHERE device_id IN (SELECT device_id FROM devices WHERE device_id = ANY($1)
+                                 ORDER BY device_id FOR NO KEY UPDATE)",
+            device_ids
+        ),
         execute(db)
     )
     .map(drop)

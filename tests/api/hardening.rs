@@ -360,3 +360,22 @@ async fn clients_that_never_finish_their_headers_are_disconnected() {
     assert!(elapsed < Duration::from_secs(5), "closed after the header timeout, not kept open ({elapsed:?})");
     assert!(!answer.contains("200 OK"), "{answer}");
 }
+
+/// The per-connection read buffer (server.read_buffer_bytes, 8 KiB) bounds a request's head:
+/// a longer one is refused by hyper with 431 before any handler runs, while a head that fits
+/// and a body far larger than the buffer (it streams through) are served.
+#[tokio::test]
+async fn a_request_head_beyond_the_read_buffer_is_431() {
+    let app = TestApp::spawn().await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let head = |padding: usize| {
+        format!(
+            "GET /api/health/live HTTP/1.1\r\nHost: x\r\nX-Padding: {}\r\nConnection: close\r\n\r\n",
+            "a".repeat(padding)
+        )
+    };
+    let refused = raw_exchange(&address, head(9_000).as_bytes(), Duration::from_secs(5)).await;
+    assert!(refused.starts_with("HTTP/1.1 431"), "{refused}");
+    let served = raw_exchange(&address, head(7_000).as_bytes(), Duration::from_secs(5)).await;
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+}

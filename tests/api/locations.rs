@@ -515,7 +515,8 @@ async fn uploads_mark_the_device_seen_without_touching_updated_at() {
             .unwrap();
     api.post("/api/v1/locations", &single(device, fix(1)), None).await;
     let mut seen = None;
-    for _ in 0..50 {
+    // Written by the next flush (once a second).
+    for _ in 0..250 {
         let at: chrono::DateTime<Utc> =
             sqlx::query_scalar("SELECT last_seen_at FROM devices WHERE device_id = $1")
                 .bind(device)
