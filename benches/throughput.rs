@@ -2,8 +2,9 @@
 //! runs cancels out:
 //!
 //! 1. the whole middleware stack: an authenticated trivial endpoint (`GET /api/v1/keys/current`:
-//!    key lookup, rate limit, metrics, logging, headers) and a public one (`/api/health/live`)
-//!    against a bare axum route, all served by this process, loaded by `wrk`;
+//!    key lookup, rate limit, metrics, logging, headers), a public one (`/api/health/live`) and
+//!    an authenticated single location upload (stored in PostgreSQL) against a bare axum
+//!    route, all served by this process, loaded by `wrk`;
 //! 2. batch ingest: `POST /api/v1/locations/batch` with 50 fixes (validation, idempotency-free
 //!    path, one UNNEST insert) against raw multi-row `INSERT`s of the same rows over sqlx;
 //! 3. tracing: `POST /api/v1/locations` on two server processes of the release binary, one
@@ -67,7 +68,9 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(port: u16, bare_port: u16, key: &str, pool: &PgPool) -> anyhow::Result<()> {
     println!("# Throughput ratios ({} cores)\n", std::thread::available_parallelism().map_or(0, |n| n.get()));
-    middleware_overhead(port, bare_port, key);
+    let upload_script = single_upload_script(port, key).await?;
+    middleware_overhead(port, bare_port, key, &upload_script);
+    let _ = std::fs::remove_file(&upload_script);
     batch_ingest(port, key, pool).await?;
     tracing_overhead(key).await
 }
@@ -77,10 +80,6 @@ struct WrkResult {
     p50_ms: f64,
     p99_ms: f64,
     errors: bool,
-}
-
-fn wrk(url: &str, key: Option<&str>) -> Option<WrkResult> {
-    wrk_with(url, key, None)
 }
 
 /// `wrk` with an optional Lua script (for POST bodies).
@@ -120,26 +119,55 @@ fn wrk_with(url: &str, key: Option<&str>, script: Option<&std::path::Path>) -> O
     })
 }
 
-fn middleware_overhead(port: u16, bare_port: u16, key: &str) {
+/// Registers a device and writes a wrk script that uploads one fix for it (the timestamp is
+/// now, so the same body stays valid for the 7 days the API accepts).
+async fn single_upload_script(port: u16, key: &str) -> anyhow::Result<std::path::PathBuf> {
+    let device = Uuid::new_v4();
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/v1/devices/register"))
+        .header("X-API-Key", key)
+        .json(&json!({"device_id": device, "display_name": "Bench", "group_id": "bench"}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let body = json!({"device_id": device, "timestamp": Utc::now().timestamp_millis(),
+                      "latitude": 48.1, "longitude": 11.5, "accuracy": 10.0});
+    let script = std::env::temp_dir().join(format!("pm-bench-upload-{}.lua", std::process::id()));
+    std::fs::write(
+        &script,
+        format!("wrk.method = \"POST\"\nwrk.body = '{body}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"),
+    )?;
+    Ok(script)
+}
+
+fn middleware_overhead(port: u16, bare_port: u16, key: &str, upload_script: &std::path::Path) {
     println!("## Middleware stack vs a bare axum route (wrk, same process)\n");
     let cases = [
-        ("bare axum route `GET /bare`", format!("http://127.0.0.1:{bare_port}/bare"), None),
+        ("bare axum route `GET /bare`", format!("http://127.0.0.1:{bare_port}/bare"), None, None),
         (
             "public `GET /api/health/live` (full stack, no key)",
             format!("http://127.0.0.1:{port}/api/health/live"),
+            None,
             None,
         ),
         (
             "authenticated `GET /api/v1/keys/current`",
             format!("http://127.0.0.1:{port}/api/v1/keys/current"),
             Some(key),
+            None,
+        ),
+        (
+            "authenticated single upload `POST /api/v1/locations` (stored in PostgreSQL)",
+            format!("http://127.0.0.1:{port}/api/v1/locations"),
+            Some(key),
+            Some(upload_script),
         ),
     ];
     let mut baseline = None;
     println!("| endpoint | req/s | p50 ms | p99 ms | vs bare |");
     println!("|---|---:|---:|---:|---:|");
-    for (label, url, key) in cases {
-        let Some(result) = wrk(&url, key) else {
+    for (label, url, key, script) in cases {
+        let Some(result) = wrk_with(&url, key, script) else {
             println!("\n(wrk not found: `apt-get install wrk` to measure this part)\n");
             return;
         };

@@ -24,7 +24,8 @@
 #                             (default: connections / rate + 2, at most half the run: every
 #                             connection's first request, which also waits for its handshake)
 #   LOAD_WINDOW=10            seconds per row of the mix's timeline
-#   LOAD_BATCH_SIZE=25        fixes per batch request
+#   LOAD_BATCH_SIZE=50        fixes per request of the solo batch scenario (and its direct SQL twin)
+#   LOAD_MIX_BATCH_SIZE=25    fixes per batch request in the mix (the spec's batch of 25)
 #   LOAD_GROUPS=1000 LOAD_PER_GROUP=10 LOAD_LOCATIONS=1000000 LOAD_DAYS=6   the data set
 #   LOAD_DB_POOL=20           the service's PM__DATABASE__MAX_CONNECTIONS
 #   LOAD_HEADER_READ_TIMEOUT=60  the service's PM__SERVER__HEADER_READ_TIMEOUT_SECS (see the
@@ -75,7 +76,8 @@ if [[ -z "${LOAD_WARMUP:-}" ]]; then
   LOAD_WARMUP=$(((LOAD_CONNECTIONS + LOAD_RATE - 1) / LOAD_RATE + 2))
   ((LOAD_WARMUP > LOAD_DURATION / 2)) && LOAD_WARMUP=$((LOAD_DURATION / 2))
 fi
-LOAD_BATCH_SIZE="${LOAD_BATCH_SIZE:-25}"
+LOAD_BATCH_SIZE="${LOAD_BATCH_SIZE:-50}"
+LOAD_MIX_BATCH_SIZE="${LOAD_MIX_BATCH_SIZE:-25}"
 LOAD_GROUPS="${LOAD_GROUPS:-1000}"
 LOAD_PER_GROUP="${LOAD_PER_GROUP:-10}"
 LOAD_LOCATIONS="${LOAD_LOCATIONS:-1000000}"
@@ -139,7 +141,7 @@ trap 'exit 143' TERM
 # ---------------------------------------------------------------------------------------------
 # Preflight
 # ---------------------------------------------------------------------------------------------
-for tool in wrk psql curl; do
+for tool in wrk psql pgbench curl; do
   command -v "$tool" >/dev/null || die "$tool not found (apt-get install wrk postgresql-client curl)"
 done
 IFS=, read -r -a scenario_list <<<"$scenarios"
@@ -310,8 +312,9 @@ run_scenario() { # name
   else
     conns="$SCENARIO_CONNECTIONS" duration="$SCENARIO_DURATION" rate=0 track=0
   fi
-  local threads="$LOAD_THREADS"
+  local threads="$LOAD_THREADS" batch_size="$LOAD_BATCH_SIZE"
   ((threads > conns)) && threads="$conns"
+  [[ "$name" == mix ]] && batch_size="$LOAD_MIX_BATCH_SIZE"
   say "scenario $name: $conns connections, ${duration}s$( ((rate > 0)) && echo ", offered $rate req/s")"
   start_server "$conns" "$out/$name.server.log"
 
@@ -331,11 +334,11 @@ run_scenario() { # name
 
   local cmd=(wrk -t "$threads" -c "$conns" -d "${duration}s" --timeout "$LOAD_WRK_TIMEOUT" --latency
     -s "scripts/load/$name.lua" "http://127.0.0.1:$port")
-  wrk_cmd[$name]="LOAD_RATE=$rate LOAD_THREADS=$threads LOAD_TRACK=$track"
+  wrk_cmd[$name]="LOAD_RATE=$rate LOAD_THREADS=$threads LOAD_TRACK=$track LOAD_BATCH_SIZE=$batch_size"
   [[ "$track" == 1 ]] && wrk_cmd[$name]+=" LOAD_WARMUP=$LOAD_WARMUP LOAD_WINDOW=$LOAD_WINDOW"
   wrk_cmd[$name]+=" ${cmd[*]}"
   LOAD_API_KEY="$api_key" LOAD_DEVICES_FILE="$devices_file" LOAD_RATE="$rate" \
-    LOAD_THREADS="$threads" LOAD_TRACK="$track" LOAD_BATCH_SIZE="$LOAD_BATCH_SIZE" \
+    LOAD_THREADS="$threads" LOAD_TRACK="$track" LOAD_BATCH_SIZE="$batch_size" \
     LOAD_WARMUP="$LOAD_WARMUP" LOAD_WINDOW="$LOAD_WINDOW" \
     LOAD_RESULT_FILE="$result" LOAD_TIMELINE_FILE="$out/$name.timeline" \
     /usr/bin/time -f '%U %S %M' -o "$out/$name.wrk.time" "${cmd[@]}" >"$out/$name.wrk.txt" 2>&1 &
@@ -431,9 +434,45 @@ run_scenario() { # name
   )
 }
 
+# ---------------------------------------------------------------------------------------------
+# Direct SQL twins (the ratios): right after the upload, batch and list scenarios, the same
+# statements run straight against the same database by pgbench, over as many connections as
+# the service's pool, for as long: a raw single-row INSERT, a raw multi-row INSERT of
+# LOAD_BATCH_SIZE rows, and the listing's SELECT for a random group. Service / direct is the
+# share of PostgreSQL's own rate the service delivers through HTTP, JSON, auth and validation.
+# ---------------------------------------------------------------------------------------------
+declare -A direct_cmd
+direct_sql() { # name -> pgbench script on stdout
+  local row="(md5('device-' || :n)::uuid, random() * 120 - 60, random() * 340 - 170, 3 + random() * 47, now() - random() * interval '1 hour')"
+  local cols="INSERT INTO locations (device_id, latitude, longitude, accuracy, captured_at) VALUES"
+  case "$1" in
+    upload) printf '\\set n random(1, %s)\n%s %s;\n' "$n_devices" "$cols" "$row" ;;
+    batch)
+      printf '\\set n random(1, %s)\n%s\n' "$n_devices" "$cols"
+      for ((i = 1; i <= LOAD_BATCH_SIZE; i++)); do printf '  %s%s\n' "$row" "$( ((i < LOAD_BATCH_SIZE)) && echo , || echo ';')"; done ;;
+    list)
+      printf '\\set g random(1, %s)\n' "$n_groups"
+      printf '%s\n' "SELECT device_id, display_name, group_id, platform, active, last_seen_at, created_at, updated_at, last_latitude, last_longitude, last_accuracy, last_captured_at FROM devices_with_last_location WHERE group_id = 'g-' || :g AND active ORDER BY display_name, device_id;" ;;
+  esac
+}
+run_direct() { # name
+  local name="$1" script="$out/$1.direct.sql"
+  direct_sql "$name" >"$script"
+  local cmd=(pgbench -n -M prepared -c "$LOAD_DB_POOL" -j "$LOAD_THREADS" -T "$SCENARIO_DURATION" -f "$script" "$db_url")
+  direct_cmd[$name]="${cmd[*]}"
+  say "direct SQL twin of $name: pgbench, $LOAD_DB_POOL connections, ${SCENARIO_DURATION}s"
+  "${cmd[@]}" >"$out/$name.pgbench.txt" 2>&1 || { cat "$out/$name.pgbench.txt" >&2; die "pgbench failed for $name"; }
+  local tps lat
+  tps="$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$out/$name.pgbench.txt")"
+  lat="$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$out/$name.pgbench.txt")"
+  printf 'DIRECT_TPS=%s\nDIRECT_LAT_MS=%s\n' "${tps:-0}" "${lat:-0}" >"$out/$name.direct"
+  say "  $(printf '%.0f' "${tps:-0}") statements/s, mean latency ${lat:-?} ms"
+}
+
 started_at="$(date -u '+%Y-%m-%d %H:%M UTC')"
 for s in "${scenario_list[@]}"; do
   run_scenario "$s"
+  case "$s" in upload | batch | list) run_direct "$s" ;; esac
 done
 
 bench_out=""
@@ -458,7 +497,7 @@ mem_gib="$(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)"
 wrk_version="$({ wrk -v 2>&1 || true; } | awk 'NR == 1 { print $2 }')"
 overrides=""
 for v in SCENARIO_DURATION SCENARIO_CONNECTIONS LOAD_DURATION LOAD_RATE LOAD_CONNECTIONS LOAD_THREADS LOAD_WINDOW \
-  LOAD_BATCH_SIZE LOAD_GROUPS LOAD_PER_GROUP LOAD_LOCATIONS LOAD_DAYS LOAD_DB_POOL \
+  LOAD_BATCH_SIZE LOAD_MIX_BATCH_SIZE LOAD_GROUPS LOAD_PER_GROUP LOAD_LOCATIONS LOAD_DAYS LOAD_DB_POOL \
   LOAD_HEADER_READ_TIMEOUT LOAD_WRK_TIMEOUT LOAD_WARMUP; do
   [[ -n "$(printenv "$v")" ]] && overrides+="$v=$(printenv "$v") "
 done
@@ -469,7 +508,7 @@ label() {
     list) echo "group listing (\`GET /api/v1/devices?group_id=\`)" ;;
     register) echo "re-registration (\`POST /api/v1/devices/register\`)" ;;
     batch) echo "batch of $LOAD_BATCH_SIZE (\`POST /api/v1/locations/batch\`)" ;;
-    mix) echo "mix at $LOAD_RATE req/s offered" ;;
+    mix) echo "mix at $LOAD_RATE req/s offered (batches of $LOAD_MIX_BATCH_SIZE)" ;;
   esac
 }
 f1() { printf '%.1f' "$1"; }
@@ -667,6 +706,44 @@ EOF
     )
   fi
 
+  if ((${#direct_cmd[@]})); then
+    cat <<EOF
+
+## Ratios in this run: the service vs the same SQL run directly
+
+Each HTTP scenario above beside its direct SQL twin, run right after it against the same
+database by \`pgbench\` over $LOAD_DB_POOL connections (the service's pool) for
+$SCENARIO_DURATION s: the statement the request ends in, without HTTP, JSON, authentication,
+validation or the service's own checks (the service's insert also checks that the device is
+registered and active). Rows/s for the inserts, requests or queries/s for the listing.
+
+| scenario | service | direct SQL | service / direct |
+|---|---:|---:|---:|
+EOF
+    for s in upload batch list; do
+      [[ -f "$out/$s.direct" ]] || continue
+      (
+        # shellcheck disable=SC1090
+        source "$out/$s.result"
+        # shellcheck disable=SC1090
+        source "$out/$s.direct"
+        per=1 what="req/s" dwhat="INSERT/s"
+        [[ "$s" == batch ]] && per="$LOAD_BATCH_SIZE" what="rows/s" dwhat="rows/s"
+        [[ "$s" == list ]] && dwhat="queries/s"
+        printf '| %s | %s %s | %s %s | **%s** |\n' "$(label "$s")" \
+          "$(awk -v r="$RPS" -v p="$per" 'BEGIN { printf "%.0f", r * p }')" "$what" \
+          "$(awk -v r="$DIRECT_TPS" -v p="$per" 'BEGIN { printf "%.0f", r * p }')" "$dwhat" \
+          "$(awk -v a="$RPS" -v b="$DIRECT_TPS" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')"
+      )
+    done
+    echo
+    echo "pgbench commands (scripts in the raw outputs, \`<scenario>.direct.sql\`):"
+    echo
+    echo '```sh'
+    for s in upload batch list; do [[ -n "${direct_cmd[$s]:-}" ]] && echo "${direct_cmd[$s]}"; done
+    echo '```'
+  fi
+
   cat <<'EOF'
 
 ## Ratios (`cargo bench --bench throughput`)
@@ -680,6 +757,12 @@ EOF
     echo "Not measured in this run: \`scripts/load/run.sh --with-bench\` runs the bench after the load"
     echo "scenarios and pastes its tables here (authenticated endpoint vs bare axum, batch insert vs"
     echo "raw INSERT, tracing on vs off)."
+  fi
+
+  # What each tuning step changed: kept by hand beside the harness, pasted in as it is.
+  if [[ -f "$script_dir/tuning.md" ]]; then
+    echo
+    cat "$script_dir/tuning.md"
   fi
 
   cat <<EOF
