@@ -13,7 +13,7 @@
 //! Run: `cargo bench --bench throughput` (needs PostgreSQL at DATABASE_URL, default
 //! postgres://postgres@127.0.0.1:5432/postgres, and `wrk` for part 1: `apt-get install wrk`).
 //! Knobs: BENCH_SECONDS (wrk duration, default 10), BENCH_CONNECTIONS (default 64),
-//! BENCH_BATCHES (default 400), BENCH_CONCURRENCY (ingest, default 8).
+//! BENCH_BATCHES (default 4000), BENCH_CONCURRENCY (ingest, default 8).
 
 use std::{process::Command, sync::Arc, time::Instant};
 
@@ -247,7 +247,7 @@ fn fixes(count: usize) -> Vec<Value> {
 }
 
 async fn batch_ingest(port: u16, key: &str, pool: &PgPool) -> anyhow::Result<()> {
-    let batches = env_or("BENCH_BATCHES", 400);
+    let batches = env_or("BENCH_BATCHES", 4000);
     let concurrency = env_or("BENCH_CONCURRENCY", 8);
     let client = reqwest::Client::new();
     let device = Uuid::new_v4();
