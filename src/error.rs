@@ -239,13 +239,19 @@ impl From<sqlx::Error> for ApiError {
 /// by the schema still answers with a 400/409 instead of a 500.
 pub trait ResultExt<T> {
     fn on_constraint(self, name: &str, map: impl FnOnce() -> ApiError) -> ApiResult<T>;
+    /// [`ResultExt::on_constraint`] for any of several constraints.
+    fn on_constraints(self, names: &[&str], map: impl FnOnce() -> ApiError) -> ApiResult<T>;
 }
 
 impl<T> ResultExt<T> for Result<T, sqlx::Error> {
     fn on_constraint(self, name: &str, map: impl FnOnce() -> ApiError) -> ApiResult<T> {
+        self.on_constraints(&[name], map)
+    }
+
+    fn on_constraints(self, names: &[&str], map: impl FnOnce() -> ApiError) -> ApiResult<T> {
         self.map_err(|err| {
             let violated = err.as_database_error().and_then(|db| db.constraint());
-            if violated == Some(name) { map() } else { err.into() }
+            if violated.is_some_and(|name| names.contains(&name)) { map() } else { err.into() }
         })
     }
 }

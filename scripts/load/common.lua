@@ -95,6 +95,15 @@ function build.upload(headers)
     fix_fields(wall_us() / 1000))
   return wrk.format("POST", "/api/v1/locations", headers or json_headers, body)
 end
+-- A single upload with a key of its own (never a replay): thread, sequence and a random part.
+local key_seq = 0
+function build.upload_key(headers)
+  key_seq = key_seq + 1
+  local h = {}
+  for k, v in pairs(headers or json_headers) do h[k] = v end
+  h["Idempotency-Key"] = string.format("load-%d-%d-%d", thread_id or 0, key_seq, math.random(1, 1000000000))
+  return build.upload(h)
+end
 function build.batch(headers)
   local now_ms = wall_us() / 1000
   local fixes = {}

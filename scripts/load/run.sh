@@ -4,7 +4,7 @@
 # connections, samples the server's memory and the database connections, and writes
 # docs/load-test-results.md.
 #
-#   scripts/load/run.sh [--with-bench] [--scenarios upload,list,register,batch,mix] [--help]
+#   scripts/load/run.sh [--with-bench] [--scenarios upload,upload_key,list,register,batch,mix] [--help]
 #
 # Quick run:  LOAD_DURATION=30 SCENARIO_DURATION=10 scripts/load/run.sh
 #
@@ -50,7 +50,7 @@ script_dir="$root/scripts/load"
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
 with_bench=0
-scenarios="upload,list,register,batch,mix"
+scenarios="upload,upload_key,list,register,batch,mix"
 while (($#)); do
   case "$1" in
     --with-bench) with_bench=1 ;;
@@ -63,7 +63,7 @@ while (($#)); do
 done
 invocation="scripts/load/run.sh"
 ((with_bench)) && invocation+=" --with-bench"
-[[ "$scenarios" != "upload,list,register,batch,mix" ]] && invocation+=" --scenarios $scenarios"
+[[ "$scenarios" != "upload,upload_key,list,register,batch,mix" ]] && invocation+=" --scenarios $scenarios"
 
 SCENARIO_DURATION="${SCENARIO_DURATION:-30}"
 SCENARIO_CONNECTIONS="${SCENARIO_CONNECTIONS:-64}"
@@ -146,7 +146,7 @@ for tool in wrk psql pgbench curl; do
 done
 IFS=, read -r -a scenario_list <<<"$scenarios"
 for s in "${scenario_list[@]}"; do
-  [[ -f "$script_dir/$s.lua" ]] || die "unknown scenario $s (upload, list, register, batch, mix)"
+  [[ -f "$script_dir/$s.lua" ]] || die "unknown scenario $s (upload, upload_key, list, register, batch, mix)"
 done
 
 # 10k connections need ~10k descriptors in wrk and in the server each (the limit is per process).
@@ -442,6 +442,7 @@ run_scenario() { # name
 # share of PostgreSQL's own rate the service delivers through HTTP, JSON, auth and validation.
 # ---------------------------------------------------------------------------------------------
 declare -A direct_cmd
+direct_runs=0
 direct_sql() { # name -> pgbench script on stdout
   local row="(md5('device-' || :n)::uuid, random() * 120 - 60, random() * 340 - 170, 3 + random() * 47, now() - random() * interval '1 hour')"
   local cols="INSERT INTO locations (device_id, latitude, longitude, accuracy, captured_at) VALUES"
@@ -460,6 +461,7 @@ run_direct() { # name
   direct_sql "$name" >"$script"
   local cmd=(pgbench -n -M prepared -c "$LOAD_DB_POOL" -j "$LOAD_THREADS" -T "$SCENARIO_DURATION" -f "$script" "$db_url")
   direct_cmd[$name]="${cmd[*]}"
+  direct_runs=$((direct_runs + 1))
   say "direct SQL twin of $name: pgbench, $LOAD_DB_POOL connections, ${SCENARIO_DURATION}s"
   "${cmd[@]}" >"$out/$name.pgbench.txt" 2>&1 || { cat "$out/$name.pgbench.txt" >&2; die "pgbench failed for $name"; }
   local tps lat
@@ -505,6 +507,7 @@ done
 label() {
   case "$1" in
     upload) echo "single upload (\`POST /api/v1/locations\`)" ;;
+    upload_key) echo "single upload with an \`Idempotency-Key\`" ;;
     list) echo "group listing (\`GET /api/v1/devices?group_id=\`)" ;;
     register) echo "re-registration (\`POST /api/v1/devices/register\`)" ;;
     batch) echo "batch of $LOAD_BATCH_SIZE (\`POST /api/v1/locations/batch\`)" ;;
@@ -706,7 +709,7 @@ EOF
     )
   fi
 
-  if ((${#direct_cmd[@]})); then
+  if ((direct_runs)); then
     cat <<EOF
 
 ## Ratios in this run: the service vs the same SQL run directly

@@ -1,7 +1,6 @@
 //! The `idempotency_keys` table.
 
 use sqlx::PgConnection;
-use uuid::Uuid;
 
 use crate::domain::idempotency::IdempotencyKey;
 
@@ -12,48 +11,13 @@ pub struct StoredResponse {
     pub response_body: Option<serde_json::Value>,
 }
 
-pub enum Claim {
-    /// This transaction owns the key: do the work and `complete` it before committing.
-    Claimed,
-    /// A live record exists (committed by an earlier request).
-    Taken(StoredResponse),
-}
-
-/// Claims the key for this API key, or returns the live record that holds it. An expired
-/// record is taken over. A concurrent claim of the same key waits here until the other
-/// transaction ends, then sees its committed record (or claims the key if it rolled back).
-pub async fn claim(
-    tx: &mut PgConnection,
+/// The live record that holds a key, for a replay.
+pub async fn stored_response(
+    conn: &mut PgConnection,
     api_key_id: i64,
     key: &IdempotencyKey,
-    device_id: Uuid,
-) -> sqlx::Result<Claim> {
-    let claimed = observe!(
-        "INSERT",
-        "idempotency_keys",
-        sqlx::query_scalar!(
-            r#"INSERT INTO idempotency_keys (api_key_id, key_hash, request_hash, device_id)
-           VALUES ($1, $2, $3, $4)
-           ON CONFLICT ON CONSTRAINT uq_idempotency_keys_api_key_key DO UPDATE SET
-               request_hash = EXCLUDED.request_hash,
-               device_id = EXCLUDED.device_id,
-               response_status = NULL,
-               response_body = NULL,
-               created_at = now(),
-               expires_at = now() + INTERVAL '24 hours'
-           WHERE idempotency_keys.expires_at <= now()
-           RETURNING id"#,
-            api_key_id,
-            key.key_hash,
-            key.request_hash,
-            device_id,
-        ),
-        fetch_optional(&mut *tx)
-    )?;
-    if claimed.is_some() {
-        return Ok(Claim::Claimed);
-    }
-    let stored = observe!(
+) -> sqlx::Result<StoredResponse> {
+    observe!(
         "SELECT",
         "idempotency_keys",
         sqlx::query_as!(
@@ -63,33 +27,8 @@ pub async fn claim(
             api_key_id,
             key.key_hash,
         ),
-        fetch_one(&mut *tx)
-    )?;
-    Ok(Claim::Taken(stored))
-}
-
-/// Stores the answer of a claimed key (same transaction as the work it describes).
-pub async fn complete(
-    tx: &mut PgConnection,
-    api_key_id: i64,
-    key: &IdempotencyKey,
-    status: i16,
-    body: &serde_json::Value,
-) -> sqlx::Result<()> {
-    observe!(
-        "UPDATE",
-        "idempotency_keys",
-        sqlx::query!(
-            "UPDATE idempotency_keys SET response_status = $3, response_body = $4
-         WHERE api_key_id = $1 AND key_hash = $2",
-            api_key_id,
-            key.key_hash,
-            status,
-            body,
-        ),
-        execute(tx)
+        fetch_one(conn)
     )
-    .map(drop)
 }
 
 /// Deletes up to `batch` expired records; the expiry job calls it until it returns less.

@@ -17,7 +17,7 @@
 //! before its turn is skipped.
 //!
 //! Uploads with an `Idempotency-Key` do not come here: their key claim, rows and stored answer
-//! share a transaction of their own (see `locations::upload`).
+//! go together in one statement of their own (see `locations::upload`).
 
 use std::{collections::HashSet, sync::Arc, time::Instant};
 

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use validator::ValidationError;
 
 use crate::{
-    db::{self, idempotency::Claim},
+    db::{self, locations::KeyedInsert},
     domain::{
         idempotency::{self, IdempotencyKey},
         ingest::Ingest,
@@ -169,9 +169,9 @@ pub enum Outcome {
 /// Without an idempotency key, the upload goes to the group-commit writers ([`Ingest`]): it may
 /// share its statement and commit with concurrent uploads, and answers once they are committed.
 ///
-/// With one, the key is claimed in a transaction of its own before the insert: a concurrent
-/// duplicate waits on that claim and then replays this request's stored answer, so it can never
-/// insert twice. Only successful answers are stored; a failed request (say, an unregistered
+/// With one, the key is claimed (with its answer) and the fixes inserted by one statement of
+/// their own: a concurrent duplicate waits on that claim and then replays this request's stored
+/// answer, so it can never insert twice. Only successful answers are stored; a failed request (say, an unregistered
 /// device) leaves nothing behind and may be retried with the same key.
 pub async fn upload(
     pool: &PgPool,
@@ -198,7 +198,8 @@ pub async fn upload(
     Ok(Outcome::Fresh(receipt))
 }
 
-/// The idempotent path: key claim, rows and stored answer in one transaction.
+/// The idempotent path: key claim, rows and stored answer in one statement (see
+/// [`db::locations::insert_fixes_once`]); a key already held replays its stored answer.
 async fn upload_once(
     pool: &PgPool,
     api_key_id: i64,
@@ -206,28 +207,32 @@ async fn upload_once(
     key: &IdempotencyKey,
     store: tracing::Span,
 ) -> ApiResult<Outcome> {
-    let mut tx = db::begin(pool).await?;
-    let claim = db::idempotency::claim(&mut tx, api_key_id, key, upload.device_id)
-        .instrument(tracing::info_span!("idempotency.check"))
-        .await
-        .on_constraint("fk_idempotency_keys_device", device_not_found)?;
-    if let Claim::Taken(record) = claim {
-        return idempotency::replay(key, record);
-    }
-    // One statement checks the device is registered and active and stores every fix.
-    let fixes: Vec<_> = upload.fixes.iter().map(|fix| (upload.device_id, fix)).collect();
-    let stored = db::locations::insert_fixes(&mut tx, &fixes)
-        .instrument(store)
-        .await
-        .on_constraint("fk_locations_device", device_not_found)?;
-    if !stored.contains(&upload.device_id) {
-        return Err(device_not_found());
-    }
     let receipt = UploadReceipt { success: true, processed_count: upload.fixes.len() };
     let body = serde_json::to_value(receipt).expect("a receipt serializes");
-    db::idempotency::complete(&mut tx, api_key_id, key, 200, &body).await?;
-    db::commit(tx).await?;
-    Ok(Outcome::Fresh(receipt))
+    let mut conn = pool.acquire().await?;
+    let outcome = db::locations::insert_fixes_once(
+        &mut conn,
+        upload.device_id,
+        &upload.fixes,
+        api_key_id,
+        key,
+        200,
+        &body,
+    )
+    .instrument(store)
+    .await
+    // A device deleted while the statement ran.
+    .on_constraints(&["fk_locations_device", "fk_idempotency_keys_device"], device_not_found)?;
+    match outcome {
+        KeyedInsert::Stored => Ok(Outcome::Fresh(receipt)),
+        KeyedInsert::NoDevice => Err(device_not_found()),
+        KeyedInsert::KeyTaken => {
+            let record = db::idempotency::stored_response(&mut conn, api_key_id, key)
+                .instrument(tracing::info_span!("idempotency.replay"))
+                .await?;
+            idempotency::replay(key, record)
+        }
+    }
 }
 
 #[cfg(test)]
