@@ -9,6 +9,12 @@ ARG RUST_VERSION=1.95.0
 FROM rust:${RUST_VERSION}-slim-bookworm AS builder
 WORKDIR /app
 
+# make: the jemalloc allocator (tikv-jemalloc-sys) is built from source with configure + make;
+# the slim image has gcc but not make.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
+
 # rust-toolchain.toml is deliberately not copied: it lists clippy and rustfmt, which the slim
 # image's minimal profile may lack, so rustup could download components (or, after a point
 # release of the image, a whole toolchain). The image's default toolchain is the pinned version.
