@@ -171,8 +171,8 @@ pub enum Outcome {
 ///
 /// With one, the key is claimed (with its answer) and the fixes inserted by one statement of
 /// their own: a concurrent duplicate waits on that claim and then replays this request's stored
-/// answer, so it can never insert twice. Only successful answers are stored; a failed request (say, an unregistered
-/// device) leaves nothing behind and may be retried with the same key.
+/// answer, so it can never insert twice. Only successful answers are stored; a failed request
+/// (say, an unregistered device) leaves nothing behind and may be retried with the same key.
 pub async fn upload(
     pool: &PgPool,
     ingest: &Ingest,
