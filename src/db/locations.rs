@@ -70,7 +70,6 @@ pub enum KeyedInsert {
 /// new or its record expired; a concurrent holder's row is waited for (ON CONFLICT), so a
 /// duplicate never inserts twice. Only successful answers are ever stored: an unknown device
 /// writes nothing.
-#[allow(clippy::too_many_arguments)]
 pub async fn insert_fixes_once(
     conn: &mut PgConnection,
     device_id: Uuid,
