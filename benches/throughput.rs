@@ -24,7 +24,9 @@ use axum::{
     routing::{get, post},
 };
 use chrono::Utc;
-use phone_manager::{config::Settings, domain::api_keys, startup::Application};
+use phone_manager::{
+    config::Settings, domain::api_keys::ApiKeys, infra::key_cache::KeyCache, startup::Application,
+};
 use serde_json::{Value, json};
 use sqlx::{Executor, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
@@ -69,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
         axum::serve(bare, router).await
     });
 
-    let key = api_keys::create(&pool, "bench", false, None).await?.key;
+    let key = ApiKeys::new(pool.clone(), KeyCache::disabled()).create("bench", false, None).await?.key;
     let result = run(port, bare_port, &key, &pool).await;
     pool.close().await;
     let admin = PgPool::connect(&server_url()).await?;

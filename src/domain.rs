@@ -1,5 +1,6 @@
-//! The rules of the service: validation, key handling, device and location policies.
-//! No SQL (that is `db`) and no HTTP types (that is `http`).
+//! The rules of the service and the services that apply them: validation, key handling,
+//! device, upload and privacy policies. No SQL (that is `db`) and no HTTP (that is `http`);
+//! tasks and caches they rely on live in `infra`.
 
 pub mod admin;
 pub mod api_keys;
@@ -7,9 +8,6 @@ pub mod audit;
 pub mod devices;
 pub mod health;
 pub mod idempotency;
-pub mod ingest;
-pub mod key_cache;
-pub mod last_seen;
-pub mod locations;
 pub mod privacy;
 pub mod text;
+pub mod uploads;

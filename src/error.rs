@@ -11,16 +11,13 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-pub type ApiResult<T> = Result<T, ApiError>;
+use crate::headers::{RATE_LIMIT_LIMIT, RATE_LIMIT_REMAINING, RATE_LIMIT_RESET};
 
-/// The `X-RateLimit-*` headers: the limit, what is left of it, and seconds until it is whole.
-pub const RATE_LIMIT_LIMIT: &str = "x-ratelimit-limit";
-pub const RATE_LIMIT_REMAINING: &str = "x-ratelimit-remaining";
-pub const RATE_LIMIT_RESET: &str = "x-ratelimit-reset";
+pub type ApiResult<T> = Result<T, ApiError>;
 
 /// One invalid input field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-#[schema(example = json!({"field": "latitude", "message": "must be between -90 and 90"}))]
+#[schema(as = FieldErrorResponse, example = json!({"field": "latitude", "message": "must be between -90 and 90"}))]
 pub struct FieldError {
     /// Path of the field in the request: `latitude`, `locations[3].latitude`, `group_id` (query).
     pub field: String,
@@ -36,7 +33,7 @@ impl FieldError {
 
 /// The error envelope returned with every 4xx and 5xx response.
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({
+#[schema(as = ErrorResponse, example = json!({
     "error": "validation_error",
     "message": "Request validation failed",
     "details": [{"field": "latitude", "message": "must be between -90 and 90"}]
@@ -90,6 +87,11 @@ impl ApiError {
     /// The database cannot be reached (pool exhausted, connection lost): a 503 the client may retry.
     pub fn database_unavailable() -> Self {
         Self::ServiceUnavailable("Database temporarily unavailable".into())
+    }
+
+    /// An upload for a device that is unknown or deactivated.
+    pub fn device_not_registered() -> Self {
+        Self::NotFound("Device not found. Please register first.".into())
     }
 
     /// A validation error with one field problem.

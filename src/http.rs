@@ -1,5 +1,7 @@
-//! The HTTP layer: routes, extractors and middleware. Handlers call `domain`, never SQL.
+//! The HTTP layer: routes, extractors and middleware. Handlers call services in `domain`
+//! (through [`AppState`]), never SQL.
 
+pub mod docs;
 pub mod extract;
 pub mod middleware;
 pub mod routes;
@@ -21,58 +23,60 @@ use tower_http::{
     timeout::TimeoutLayer,
     trace::TraceLayer,
 };
-use utoipa::OpenApi;
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{config::SecuritySettings, error::ApiError, openapi::ApiDoc, state::AppState};
+use crate::{config::SecuritySettings, error::ApiError, headers, state::AppState};
 use extract::BodyLimit;
 use middleware::{errors, request_log};
+use routes::{admin, devices, health, keys, legacy, locations, metrics, privacy};
 
 /// Where the OpenAPI JSON is served; Swagger UI at `/docs` loads it from here.
 pub const OPENAPI_JSON_PATH: &str = "/api-docs/openapi.json";
 
-/// Every documented route. With a state, the authenticated routes get their middleware
-/// (key, per-key limit, the export limit); without one, the same table documents the API, so
-/// the document and the running service cannot disagree.
-fn routes(state: Option<&AppState>) -> OpenApiRouter<AppState> {
-    let mut exports = routes::privacy::export_router();
-    if let Some(state) = state {
-        exports =
-            exports.route_layer(from_fn_with_state(state.clone(), middleware::rate_limit::limit_exports));
-    }
-    let mut authenticated = OpenApiRouter::new()
-        .merge(routes::admin::router())
-        .merge(routes::devices::router())
-        .merge(routes::keys::router())
-        .merge(routes::locations::router())
-        .merge(routes::privacy::router())
-        .merge(exports);
-    if let Some(state) = state {
-        // route_layer: the last added runs first, so the key is known before its limit.
-        authenticated = authenticated
-            .route_layer(from_fn_with_state(state.clone(), middleware::rate_limit::limit_per_key))
-            .route_layer(from_fn_with_state(state.clone(), middleware::auth::require_api_key));
-    }
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(routes::health::router())
-        .merge(routes::metrics::router())
-        .nest("/api/v1", authenticated)
+/// Every documented route, by its full path (each handler's `#[utoipa::path]` names it). The
+/// same table builds the service ([`app`]) and the OpenAPI document (`openapi::spec`), so the
+/// two cannot disagree. Every route under `/api/v1/` needs an API key
+/// ([`middleware::auth`]); the others are public.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        // Public: probes and metrics.
+        .routes(routes!(health::get_health))
+        .routes(routes!(health::get_liveness))
+        .routes(routes!(health::get_readiness))
+        .routes(routes!(metrics::get_metrics))
+        // Admin keys only.
+        .routes(routes!(admin::delete_inactive_devices))
+        .routes(routes!(admin::reactivate_device))
+        .routes(routes!(admin::get_stats))
+        .routes(routes!(admin::list_audit_entries))
+        // Devices and groups.
+        .routes(routes!(devices::register_device))
+        .routes(routes!(devices::list_devices))
+        .routes(routes!(devices::delete_device))
+        // The calling key.
+        .routes(routes!(keys::get_current_key))
+        // Location uploads.
+        .routes(routes!(locations::upload_location))
+        .routes(routes!(locations::upload_location_batch))
+        // Privacy.
+        .routes(routes!(privacy::delete_device_data))
+        .routes(routes!(privacy::export_device_data))
 }
 
-/// The route table without state or middleware: what `openapi::spec()` documents.
-pub fn api_router() -> OpenApiRouter<AppState> {
-    routes(None)
-}
-
-/// The complete service: routes, docs, fallbacks and the middleware stack.
-pub fn app(state: AppState) -> Router {
+/// The complete service: the routes of [`router`] with authentication and rate limits, the
+/// legacy redirects, Swagger UI serving `spec`, the fallbacks and the middleware stack.
+pub fn app(state: AppState, spec: utoipa::openapi::OpenApi) -> Router {
     let settings = state.settings.clone();
-    let (router, spec) = routes(Some(&state)).split_for_parts();
     let body_limit = settings.limits.max_body_bytes;
+    let (routes, _) = router().split_for_parts();
 
-    let routed = router
-        .merge(routes::legacy::router())
+    let routed = routes
+        // route_layer runs after routing (the matched path is known) and the last added runs
+        // first: the key is known before its limit is counted.
+        .route_layer(from_fn_with_state(state.clone(), middleware::rate_limit::limit))
+        .route_layer(from_fn_with_state(state.clone(), middleware::auth::require_api_key))
+        .merge(legacy::router())
         .merge(SwaggerUi::new("/docs").url(OPENAPI_JSON_PATH, spec))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -142,19 +146,19 @@ fn cors(security: &SecuritySettings) -> Option<CorsLayer> {
             .allow_headers([
                 header::CONTENT_TYPE,
                 header::ACCEPT,
-                header("x-api-key"),
-                header("idempotency-key"),
-                header("x-request-id"),
-                header("traceparent"),
-                header("tracestate"),
+                header(headers::API_KEY),
+                header(headers::IDEMPOTENCY_KEY),
+                header(headers::REQUEST_ID),
+                header(headers::TRACEPARENT),
+                header(headers::TRACESTATE),
             ])
             .expose_headers([
-                header("x-request-id"),
+                header(headers::REQUEST_ID),
                 header::RETRY_AFTER,
-                header("x-ratelimit-limit"),
-                header("x-ratelimit-remaining"),
-                header("x-ratelimit-reset"),
-                header("idempotent-replayed"),
+                header(headers::RATE_LIMIT_LIMIT),
+                header(headers::RATE_LIMIT_REMAINING),
+                header(headers::RATE_LIMIT_RESET),
+                header(headers::IDEMPOTENT_REPLAYED),
             ])
             .max_age(Duration::from_secs(3600)),
     )

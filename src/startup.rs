@@ -18,12 +18,16 @@ use crate::{
     config::Settings,
     db,
     domain::{
+        admin::Admin, api_keys::ApiKeys, devices::Devices, health::Health, privacy::Privacy, uploads::Uploads,
+    },
+    http,
+    infra::{
         ingest::Ingest,
         key_cache::KeyCache,
         last_seen::{self, LastSeen},
+        rate_limit::RateLimiter,
     },
-    http, jobs, metrics,
-    rate_limit::RateLimiter,
+    jobs, metrics, openapi,
     state::AppState,
 };
 
@@ -32,6 +36,8 @@ use crate::{
 /// [`port`]: Application::port
 pub struct Application {
     listener: TcpListener,
+    pool: PgPool,
+    last_seen: Arc<LastSeen>,
     state: AppState,
 }
 
@@ -51,15 +57,24 @@ impl Application {
         let listener =
             TcpListener::bind(&address).await.with_context(|| format!("cannot listen on {address}"))?;
         metrics::handle();
+        let last_seen = LastSeen::start(pool.clone(), last_seen::DEFAULT_WINDOW);
+        let limits = &settings.limits;
         let state = AppState {
-            last_seen: LastSeen::start(pool.clone(), last_seen::DEFAULT_WINDOW),
+            keys: Arc::new(ApiKeys::new(pool.clone(), KeyCache::new(settings.security.api_key_cache()))),
             rate_limiter: Arc::new(RateLimiter::new(&settings.security)),
-            key_cache: Arc::new(KeyCache::new(settings.security.api_key_cache())),
-            ingest: Arc::new(Ingest::start(pool.clone(), &settings.ingest)),
-            pool,
+            devices: Devices::new(pool.clone(), limits.max_devices_per_group),
+            uploads: Arc::new(Uploads::new(
+                pool.clone(),
+                Ingest::start(pool.clone(), &settings.ingest),
+                last_seen.clone(),
+                limits.max_batch_size as usize,
+            )),
+            privacy: Privacy::new(pool.clone()),
+            admin: Admin::new(pool.clone(), limits.max_devices_per_group),
+            health: Health::new(pool.clone()),
             settings: Arc::new(settings),
         };
-        Ok(Self { listener, state })
+        Ok(Self { listener, pool, last_seen, state })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -71,7 +86,7 @@ impl Application {
     }
 
     pub fn pool(&self) -> &PgPool {
-        &self.state.pool
+        &self.pool
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
@@ -82,11 +97,11 @@ impl Application {
     ) -> anyhow::Result<()> {
         let settings = self.state.settings.clone();
         let grace = settings.server.shutdown_grace();
-        let pool = self.state.pool.clone();
+        let pool = self.pool;
         let scheduler = jobs::Scheduler::start(pool.clone(), &settings);
-        let last_seen = self.state.last_seen.clone();
+        let last_seen = self.last_seen;
         let upkeep = tokio::spawn(metrics::upkeep_forever());
-        let app = http::app(self.state);
+        let app = http::app(self.state, openapi::spec());
         tracing::info!(address = %self.listener.local_addr()?, "listening");
 
         let mut builder = auto::Builder::new(TokioExecutor::new());

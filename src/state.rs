@@ -1,24 +1,27 @@
-use std::sync::Arc;
+//! What every request handler can reach: the settings and the services. Cheap to clone (a few
+//! `Arc`s and pool handles); axum clones it per request.
 
-use sqlx::PgPool;
+use std::sync::Arc;
 
 use crate::{
     config::Settings,
-    domain::{ingest::Ingest, key_cache::KeyCache, last_seen::LastSeen},
-    rate_limit::RateLimiter,
+    domain::{
+        admin::Admin, api_keys::ApiKeys, devices::Devices, health::Health, privacy::Privacy, uploads::Uploads,
+    },
+    infra::rate_limit::RateLimiter,
 };
 
-/// Shared by every request: cheap to clone (a pool handle and an `Arc`).
 #[derive(Clone)]
 pub struct AppState {
-    pub pool: PgPool,
     pub settings: Arc<Settings>,
-    /// Coalesced `last_seen_at` writes for uploads.
-    pub last_seen: Arc<LastSeen>,
-    /// Group commit of uploads without an Idempotency-Key.
-    pub ingest: Arc<Ingest>,
-    /// Per-key limits (local or shared through Redis).
+    /// Authenticates `X-API-Key` (with this replica's key cache).
+    pub keys: Arc<ApiKeys>,
+    /// Per-key limits (local, or shared through Redis).
     pub rate_limiter: Arc<RateLimiter>,
-    /// Recently authenticated keys (per replica, short TTL).
-    pub key_cache: Arc<KeyCache>,
+    pub devices: Devices,
+    /// Location uploads (group commit, idempotent retries, `last_seen_at`).
+    pub uploads: Arc<Uploads>,
+    pub privacy: Privacy,
+    pub admin: Admin,
+    pub health: Health,
 }

@@ -6,19 +6,21 @@ use sqlx::PgPool;
 
 use crate::{
     cli::{KeyArg, KeysCommand},
-    db::api_keys::ApiKeyRecord,
-    domain::api_keys::{self, IssuedKey, KeySelector},
+    domain::api_keys::{ApiKeys, KeySelector},
     error::ApiError,
+    infra::key_cache::KeyCache,
+    model::{ApiKey, IssuedKey},
 };
 
 pub async fn run(pool: &PgPool, command: KeysCommand) -> anyhow::Result<()> {
+    let api_keys = ApiKeys::new(pool.clone(), KeyCache::disabled());
     match command {
         KeysCommand::Create { name, admin, expires_in_days, json } => {
-            let issued = api_keys::create(pool, &name, admin, expires_in_days).await.map_err(describe)?;
+            let issued = api_keys.create(&name, admin, expires_in_days).await.map_err(describe)?;
             print_issued(&issued, json, "Created");
         }
         KeysCommand::List { json } => {
-            let keys = api_keys::list(pool).await.map_err(describe)?;
+            let keys = api_keys.list().await.map_err(describe)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&keys)?);
             } else {
@@ -26,7 +28,7 @@ pub async fn run(pool: &PgPool, command: KeysCommand) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Rotate { key, json } => {
-            let (old, issued) = api_keys::rotate(pool, &selector(key)).await.map_err(describe)?;
+            let (old, issued) = api_keys.rotate(&selector(key)).await.map_err(describe)?;
             if json {
                 println!("{}", json!({"deactivated": old.prefix, "new_key": issued}));
             } else {
@@ -35,7 +37,7 @@ pub async fn run(pool: &PgPool, command: KeysCommand) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Deactivate { key, json } => {
-            let key = api_keys::deactivate(pool, &selector(key)).await.map_err(describe)?;
+            let key = api_keys.deactivate(&selector(key)).await.map_err(describe)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&key)?);
             } else {
@@ -71,7 +73,7 @@ fn print_issued(issued: &IssuedKey, json: bool, verb: &str) {
     println!("Key (shown only this once, store it now): {}", issued.key);
 }
 
-fn print_table(keys: &[ApiKeyRecord]) {
+fn print_table(keys: &[ApiKey]) {
     if keys.is_empty() {
         println!("No API keys. Create one with: phone-manager keys create --name NAME");
         return;

@@ -3,31 +3,10 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, PgPool};
 
-/// An API key as administrators see it (never the hash).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ApiKeyRecord {
-    pub id: i64,
-    pub prefix: String,
-    pub name: String,
-    pub is_active: bool,
-    pub is_admin: bool,
-    pub created_at: DateTime<Utc>,
-    pub last_used_at: Option<DateTime<Utc>>,
-    pub expires_at: Option<DateTime<Utc>>,
-}
+use crate::model::ApiKey;
 
-/// What authentication needs to know about a valid key.
-#[derive(Debug, Clone)]
-pub struct ActiveKey {
-    pub id: i64,
-    pub name: String,
-    pub prefix: String,
-    pub is_admin: bool,
-    pub last_used_at: Option<DateTime<Utc>>,
-    pub expires_at: Option<DateTime<Utc>>,
-}
-
-pub struct NewKeyRow<'a> {
+/// A key to store: its hash, never the key.
+pub struct NewKey<'a> {
     pub hash: &'a str,
     pub prefix: &'a str,
     pub name: &'a str,
@@ -35,16 +14,15 @@ pub struct NewKeyRow<'a> {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-pub async fn insert(db: impl PgExecutor<'_>, key: NewKeyRow<'_>) -> sqlx::Result<ApiKeyRecord> {
+pub async fn insert(db: impl PgExecutor<'_>, key: NewKey<'_>) -> sqlx::Result<ApiKey> {
     observe!(
         "INSERT",
         "api_keys",
         sqlx::query_as!(
-            ApiKeyRecord,
+            ApiKey,
             r#"INSERT INTO api_keys (key_hash, key_prefix, name, is_admin, expires_at)
-           VALUES ($1, $2, $3, $4, $5)
-           RETURNING id, key_prefix AS prefix, name, is_active, is_admin, created_at,
-                     last_used_at, expires_at"#,
+               VALUES ($1, $2, $3, $4, $5)
+               RETURNING id, key_prefix AS prefix, name, is_active, is_admin, created_at, last_used_at, expires_at"#,
             key.hash,
             key.prefix,
             key.name,
@@ -56,15 +34,15 @@ pub async fn insert(db: impl PgExecutor<'_>, key: NewKeyRow<'_>) -> sqlx::Result
 }
 
 /// The active, unexpired key with this hash. Uses the partial index `idx_api_keys_hash`.
-pub async fn find_active_by_hash(pool: &PgPool, hash: &str) -> sqlx::Result<Option<ActiveKey>> {
+pub async fn find_active_by_hash(pool: &PgPool, hash: &str) -> sqlx::Result<Option<ApiKey>> {
     observe!(
         "SELECT",
         "api_keys",
         sqlx::query_as!(
-            ActiveKey,
-            r#"SELECT id, name, key_prefix AS prefix, is_admin, last_used_at, expires_at
-           FROM api_keys
-           WHERE key_hash = $1 AND is_active AND (expires_at IS NULL OR expires_at > now())"#,
+            ApiKey,
+            r#"SELECT id, key_prefix AS prefix, name, is_active, is_admin, created_at, last_used_at, expires_at
+               FROM api_keys
+               WHERE key_hash = $1 AND is_active AND (expires_at IS NULL OR expires_at > now())"#,
             hash,
         ),
         fetch_optional(pool)
@@ -81,47 +59,42 @@ pub async fn touch_last_used(pool: &PgPool, id: i64) -> sqlx::Result<()> {
     .map(drop)
 }
 
-pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<ApiKeyRecord>> {
+pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<ApiKey>> {
     observe!(
         "SELECT",
         "api_keys",
         sqlx::query_as!(
-            ApiKeyRecord,
-            r#"SELECT id, key_prefix AS prefix, name, is_active, is_admin, created_at, last_used_at,
-                  expires_at
-           FROM api_keys ORDER BY id"#,
+            ApiKey,
+            r#"SELECT id, key_prefix AS prefix, name, is_active, is_admin, created_at, last_used_at, expires_at
+               FROM api_keys ORDER BY id"#,
         ),
         fetch_all(pool)
     )
 }
 
 /// Keys whose prefix starts with `prefix` (an administrator may type fewer than 8 characters).
-pub async fn find_by_prefix(db: impl PgExecutor<'_>, prefix: &str) -> sqlx::Result<Vec<ApiKeyRecord>> {
+pub async fn find_by_prefix(db: impl PgExecutor<'_>, prefix: &str) -> sqlx::Result<Vec<ApiKey>> {
     observe!(
         "SELECT",
         "api_keys",
         sqlx::query_as!(
-            ApiKeyRecord,
-            r#"SELECT id, key_prefix AS prefix, name, is_active, is_admin, created_at, last_used_at,
-                  expires_at
-           FROM api_keys
-           WHERE starts_with(key_prefix, $1)
-           ORDER BY id"#,
+            ApiKey,
+            r#"SELECT id, key_prefix AS prefix, name, is_active, is_admin, created_at, last_used_at, expires_at
+               FROM api_keys WHERE starts_with(key_prefix, $1) ORDER BY id"#,
             prefix,
         ),
         fetch_all(db)
     )
 }
 
-pub async fn find_by_id(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<ApiKeyRecord>> {
+pub async fn find_by_id(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<ApiKey>> {
     observe!(
         "SELECT",
         "api_keys",
         sqlx::query_as!(
-            ApiKeyRecord,
-            r#"SELECT id, key_prefix AS prefix, name, is_active, is_admin, created_at, last_used_at,
-                  expires_at
-           FROM api_keys WHERE id = $1"#,
+            ApiKey,
+            r#"SELECT id, key_prefix AS prefix, name, is_active, is_admin, created_at, last_used_at, expires_at
+               FROM api_keys WHERE id = $1"#,
             id,
         ),
         fetch_optional(db)

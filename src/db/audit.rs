@@ -1,71 +1,35 @@
 //! The `audit_log` table.
 
-use std::net::IpAddr;
-
-use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
-pub struct NewEntry<'a> {
-    pub api_key_id: i64,
-    pub action: &'a str,
-    pub resource_type: &'a str,
-    pub resource_id: Option<&'a str>,
-    pub metadata: &'a serde_json::Value,
-    pub ip_address: Option<IpAddr>,
-}
-
-#[derive(Debug, Clone)]
-pub struct EntryRow {
-    pub id: i64,
-    pub api_key_id: Option<i64>,
-    pub action: String,
-    pub resource_type: String,
-    pub resource_id: Option<String>,
-    pub metadata: Option<serde_json::Value>,
-    /// The client address, as text (`host(inet)`).
-    pub ip_address: Option<String>,
-    pub created_at: DateTime<Utc>,
-}
+use crate::model::{Actor, AuditEntry, AuditFilter, NewAuditEntry};
 
 /// Writes an entry in the caller's transaction: it commits or rolls back with the change.
-pub async fn insert(tx: &mut PgConnection, entry: NewEntry<'_>) -> sqlx::Result<i64> {
+pub async fn insert(tx: &mut PgConnection, actor: &Actor, entry: &NewAuditEntry) -> sqlx::Result<i64> {
     observe!(
         "INSERT",
         "audit_log",
         sqlx::query_scalar!(
             "INSERT INTO audit_log (api_key_id, action, resource_type, resource_id, metadata, ip_address)
              VALUES ($1, $2, $3, $4, $5, $6::text::inet) RETURNING id",
-            entry.api_key_id,
+            actor.api_key_id,
             entry.action,
             entry.resource_type,
             entry.resource_id,
             entry.metadata,
-            entry.ip_address.map(|ip| ip.to_string()),
+            actor.ip.map(|ip| ip.to_string()),
         ),
         fetch_one(tx)
     )
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    pub action: Option<String>,
-    pub resource_type: Option<String>,
-    pub resource_id: Option<String>,
-    pub api_key_id: Option<i64>,
-    pub since: Option<DateTime<Utc>>,
-    pub until: Option<DateTime<Utc>>,
-    /// Only entries older than this id (the cursor of the previous page).
-    pub before_id: Option<i64>,
-    pub limit: i64,
-}
-
 /// Newest first, one page. Walks the primary key backwards (ids grow with time), filtering.
-pub async fn list(pool: &PgPool, filter: &Filter) -> sqlx::Result<Vec<EntryRow>> {
+pub async fn list(pool: &PgPool, filter: &AuditFilter) -> sqlx::Result<Vec<AuditEntry>> {
     observe!(
         "SELECT",
         "audit_log",
         sqlx::query_as!(
-            EntryRow,
+            AuditEntry,
             r#"SELECT id, api_key_id, action, resource_type, resource_id, metadata,
                       host(ip_address) AS ip_address, created_at
                FROM audit_log

@@ -1,26 +1,9 @@
-//! The `devices` table.
+//! The `devices` table (and the listing view and statistics over it).
 
-use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
-#[derive(Debug, Clone)]
-pub struct DeviceRow {
-    pub device_id: Uuid,
-    pub display_name: String,
-    pub group_id: String,
-    pub platform: String,
-    pub active: bool,
-    pub last_seen_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Membership {
-    pub group_id: String,
-    pub active: bool,
-}
+use crate::model::{Device, GroupMember, LastLocation, Platform, Registration, SystemStats};
 
 /// Namespace of the group advisory locks (first key of the two-key form), so they cannot
 /// collide with other advisory locks in the database.
@@ -38,17 +21,32 @@ pub async fn lock_group(tx: &mut PgConnection, group_id: &str) -> sqlx::Result<(
     .map(drop)
 }
 
-/// The device's current group and state, locking its row for the rest of the transaction.
-pub async fn find_membership_for_update(
-    tx: &mut PgConnection,
-    device_id: Uuid,
-) -> sqlx::Result<Option<Membership>> {
+/// The device, if it exists.
+pub async fn find(db: impl PgExecutor<'_>, device_id: Uuid) -> sqlx::Result<Option<Device>> {
     observe!(
         "SELECT",
         "devices",
         sqlx::query_as!(
-            Membership,
-            "SELECT group_id, active FROM devices WHERE device_id = $1 FOR UPDATE",
+            Device,
+            r#"SELECT device_id, display_name, group_id, platform AS "platform: Platform", fcm_token, active,
+                      last_seen_at, created_at, updated_at
+               FROM devices WHERE device_id = $1"#,
+            device_id
+        ),
+        fetch_optional(db)
+    )
+}
+
+/// The device, locking its row for the rest of the transaction.
+pub async fn find_for_update(tx: &mut PgConnection, device_id: Uuid) -> sqlx::Result<Option<Device>> {
+    observe!(
+        "SELECT",
+        "devices",
+        sqlx::query_as!(
+            Device,
+            r#"SELECT device_id, display_name, group_id, platform AS "platform: Platform", fcm_token, active,
+                      last_seen_at, created_at, updated_at
+               FROM devices WHERE device_id = $1 FOR UPDATE"#,
             device_id
         ),
         fetch_optional(tx)
@@ -68,57 +66,34 @@ pub async fn count_active_in_group(tx: &mut PgConnection, group_id: &str) -> sql
     )
 }
 
-pub struct Upsert<'a> {
-    pub device_id: Uuid,
-    pub display_name: &'a str,
-    pub group_id: &'a str,
-    pub platform: Option<&'a str>,
-    pub default_platform: &'a str,
-    pub fcm_token: Option<&'a str>,
-}
-
 /// Inserts or updates by device_id in one statement. An update keeps `created_at` (and the
 /// platform and token when none is given), reactivates the device and marks it seen; the
-/// trigger moves `updated_at`. Also says whether the row was created (`xmax = 0` holds only
-/// for a freshly inserted row version).
-pub async fn upsert(tx: &mut PgConnection, device: Upsert<'_>) -> sqlx::Result<(DeviceRow, bool)> {
+/// trigger moves `updated_at`. A new device without a platform is `android` (the default).
+pub async fn upsert(tx: &mut PgConnection, registration: &Registration) -> sqlx::Result<Device> {
     observe!(
         "INSERT",
         "devices",
-        sqlx::query!(
+        sqlx::query_as!(
+            Device,
             r#"INSERT INTO devices (device_id, display_name, group_id, platform, fcm_token, active, last_seen_at)
-           VALUES ($1, $2, $3, COALESCE($4, $5), $6, true, now())
-           ON CONFLICT (device_id) DO UPDATE SET
-               display_name = EXCLUDED.display_name,
-               group_id     = EXCLUDED.group_id,
-               platform     = COALESCE($4, devices.platform),
-               fcm_token    = COALESCE(EXCLUDED.fcm_token, devices.fcm_token),
-               active       = true,
-               last_seen_at = now()
-           RETURNING device_id, display_name, group_id, platform, active, last_seen_at,
-                     created_at, updated_at, (xmax = 0) AS "created!""#,
-            device.device_id,
-            device.display_name,
-            device.group_id,
-            device.platform,
-            device.default_platform,
-            device.fcm_token,
+               VALUES ($1, $2, $3, COALESCE($4, 'android'::platform), $5, true, now())
+               ON CONFLICT (device_id) DO UPDATE SET
+                   display_name = EXCLUDED.display_name,
+                   group_id     = EXCLUDED.group_id,
+                   platform     = COALESCE($4, devices.platform),
+                   fcm_token    = COALESCE(EXCLUDED.fcm_token, devices.fcm_token),
+                   active       = true,
+                   last_seen_at = now()
+               RETURNING device_id, display_name, group_id, platform AS "platform: Platform", fcm_token,
+                         active, last_seen_at, created_at, updated_at"#,
+            registration.device_id,
+            registration.display_name,
+            registration.group_id,
+            registration.platform as Option<Platform>,
+            registration.fcm_token,
         ),
         fetch_one(tx)
     )
-    .map(|r| {
-        let row = DeviceRow {
-            device_id: r.device_id,
-            display_name: r.display_name,
-            group_id: r.group_id,
-            platform: r.platform,
-            active: r.active,
-            last_seen_at: r.last_seen_at,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        };
-        (row, r.created)
-    })
 }
 
 /// Sets active = false; false when no such device exists.
@@ -132,56 +107,43 @@ pub async fn deactivate(db: impl PgExecutor<'_>, device_id: Uuid) -> sqlx::Resul
     Ok(result.rows_affected() == 1)
 }
 
-/// A group member with the columns of its newest location (all None when it has none).
-#[derive(Debug, Clone)]
-pub struct MemberRow {
-    pub device: DeviceRow,
-    pub last_latitude: Option<f64>,
-    pub last_longitude: Option<f64>,
-    pub last_accuracy: Option<f32>,
-    pub last_captured_at: Option<DateTime<Utc>>,
+/// Sets active = true. The caller holds the group lock and has checked the limit.
+pub async fn activate(tx: &mut PgConnection, device_id: Uuid) -> sqlx::Result<Device> {
+    observe!(
+        "UPDATE",
+        "devices",
+        sqlx::query_as!(
+            Device,
+            r#"UPDATE devices SET active = true WHERE device_id = $1
+               RETURNING device_id, display_name, group_id, platform AS "platform: Platform", fcm_token,
+                         active, last_seen_at, created_at, updated_at"#,
+            device_id
+        ),
+        fetch_one(tx)
+    )
 }
 
 /// Active members of a group by display name (device id breaks ties, so the order is stable),
 /// each with its newest location. One query through the devices_with_last_location view: the
-/// group filter uses idx_devices_active (group_id, active), and the view's LATERAL subquery
-/// is one probe of idx_locations_device_captured (device_id, captured_at DESC) per member,
-/// never a scan and never one query per device.
-pub async fn list_active_in_group(db: impl PgExecutor<'_>, group_id: &str) -> sqlx::Result<Vec<MemberRow>> {
-    let rows = observe!(
+/// group filter uses idx_devices_active (group_id, active), and the view's subquery is one
+/// probe of idx_locations_device_captured (device_id, captured_at DESC) per member, never a
+/// scan and never one query per device.
+pub async fn list_active_in_group(db: impl PgExecutor<'_>, group_id: &str) -> sqlx::Result<Vec<GroupMember>> {
+    observe!(
         "SELECT",
         "devices_with_last_location",
-        sqlx::query!(
-            r#"SELECT device_id AS "device_id!", display_name AS "display_name!", group_id AS "group_id!",
-                  platform AS "platform!", active AS "active!", last_seen_at,
-                  created_at AS "created_at!", updated_at AS "updated_at!",
-                  last_latitude, last_longitude, last_accuracy, last_captured_at
-           FROM devices_with_last_location
-           WHERE group_id = $1 AND active
-           ORDER BY display_name, device_id"#,
+        sqlx::query_as!(
+            GroupMember,
+            r#"SELECT device_id AS "device_id!", display_name AS "display_name!",
+                      platform AS "platform!: Platform", last_seen_at,
+                      last_location AS "last_location: LastLocation"
+               FROM devices_with_last_location
+               WHERE group_id = $1 AND active
+               ORDER BY display_name, device_id"#,
             group_id
         ),
         fetch_all(db)
-    )?;
-    Ok(rows
-        .into_iter()
-        .map(|r| MemberRow {
-            device: DeviceRow {
-                device_id: r.device_id,
-                display_name: r.display_name,
-                group_id: r.group_id,
-                platform: r.platform,
-                active: r.active,
-                last_seen_at: r.last_seen_at,
-                created_at: r.created_at,
-                updated_at: r.updated_at,
-            },
-            last_latitude: r.last_latitude,
-            last_longitude: r.last_longitude,
-            last_accuracy: r.last_accuracy,
-            last_captured_at: r.last_captured_at,
-        })
-        .collect())
+    )
 }
 
 /// Marks the devices seen now. Rows are locked in device order (callers pass them sorted, and
@@ -204,7 +166,7 @@ pub async fn touch_last_seen(db: impl PgExecutor<'_>, device_ids: &[Uuid]) -> sq
 
 /// Recomputes `group_member_counts`; CONCURRENTLY keeps it readable meanwhile (it needs the
 /// unique index idx_group_member_counts).
-pub async fn refresh_group_stats(pool: &sqlx::PgPool) -> sqlx::Result<()> {
+pub async fn refresh_group_stats(pool: &PgPool) -> sqlx::Result<()> {
     observe!(
         "REFRESH",
         "group_member_counts",
@@ -214,7 +176,7 @@ pub async fn refresh_group_stats(pool: &sqlx::PgPool) -> sqlx::Result<()> {
     .map(drop)
 }
 
-pub async fn count_group_stats(pool: &sqlx::PgPool) -> sqlx::Result<u64> {
+pub async fn count_group_stats(pool: &PgPool) -> sqlx::Result<u64> {
     let groups = observe!(
         "SELECT",
         "group_member_counts",
@@ -222,34 +184,6 @@ pub async fn count_group_stats(pool: &sqlx::PgPool) -> sqlx::Result<u64> {
         fetch_one(pool)
     )?;
     Ok(groups.max(0) as u64)
-}
-
-/// The full registration, as a data export shows it.
-#[derive(Debug, Clone)]
-pub struct DeviceRecord {
-    pub device_id: Uuid,
-    pub display_name: String,
-    pub group_id: String,
-    pub platform: String,
-    pub fcm_token: Option<String>,
-    pub active: bool,
-    pub last_seen_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-pub async fn find_record(db: impl PgExecutor<'_>, device_id: Uuid) -> sqlx::Result<Option<DeviceRecord>> {
-    observe!(
-        "SELECT",
-        "devices",
-        sqlx::query_as!(
-            DeviceRecord,
-            "SELECT device_id, display_name, group_id, platform, fcm_token, active, last_seen_at, created_at, updated_at
-             FROM devices WHERE device_id = $1",
-            device_id
-        ),
-        fetch_optional(db)
-    )
 }
 
 /// Deletes inactive devices not seen (or, never seen, not changed) for `older_than_days`;
@@ -269,21 +203,6 @@ pub async fn delete_inactive(tx: &mut PgConnection, older_than_days: i32) -> sql
     )
 }
 
-/// Sets active = true. The caller holds the group lock and has checked the limit.
-pub async fn activate(tx: &mut PgConnection, device_id: Uuid) -> sqlx::Result<DeviceRow> {
-    observe!(
-        "UPDATE",
-        "devices",
-        sqlx::query_as!(
-            DeviceRow,
-            "UPDATE devices SET active = true WHERE device_id = $1
-             RETURNING device_id, display_name, group_id, platform, active, last_seen_at, created_at, updated_at",
-            device_id
-        ),
-        fetch_one(tx)
-    )
-}
-
 /// Deletes the device and, by cascade, all its locations and idempotency records. False when
 /// there was no such device.
 pub async fn delete(tx: &mut PgConnection, device_id: Uuid) -> sqlx::Result<bool> {
@@ -299,31 +218,25 @@ pub async fn delete(tx: &mut PgConnection, device_id: Uuid) -> sqlx::Result<bool
 /// Cheap figures for the admin dashboard: exact device counts (the table is small), group
 /// figures from the materialized view, and the location count from the planner's estimate
 /// (counting a table of hundreds of millions of rows exactly is not cheap).
-#[derive(Debug, Clone)]
-pub struct StatsRow {
-    pub devices: i64,
-    pub active_devices: i64,
-    pub groups: i64,
-    pub groups_with_active_devices: i64,
-    pub locations_estimate: i64,
-    pub oldest_location_at: Option<DateTime<Utc>>,
-    pub newest_location_at: Option<DateTime<Utc>>,
-}
-
-pub async fn stats(pool: &sqlx::PgPool) -> sqlx::Result<StatsRow> {
+pub async fn stats(pool: &PgPool) -> sqlx::Result<SystemStats> {
     observe!(
         "SELECT",
         "devices",
         sqlx::query_as!(
-            StatsRow,
-            r#"SELECT
-                 (SELECT count(*) FROM devices) AS "devices!",
-                 (SELECT count(*) FROM devices WHERE active) AS "active_devices!",
-                 (SELECT count(*) FROM group_member_counts) AS "groups!",
-                 (SELECT count(*) FROM group_member_counts WHERE active_count > 0) AS "groups_with_active_devices!",
-                 (SELECT GREATEST(reltuples, 0)::bigint FROM pg_class WHERE oid = 'locations'::regclass) AS "locations_estimate!",
-                 (SELECT min(created_at) FROM locations) AS oldest_location_at,
-                 (SELECT max(created_at) FROM locations) AS newest_location_at"#
+            SystemStats,
+            r#"SELECT devices AS "devices!", active_devices AS "active_devices!",
+                      devices - active_devices AS "inactive_devices!",
+                      groups AS "groups!", groups_with_active_devices AS "groups_with_active_devices!",
+                      locations_estimate AS "locations_estimate!", oldest_location_at, newest_location_at
+               FROM (SELECT
+                   (SELECT count(*) FROM devices) AS devices,
+                   (SELECT count(*) FROM devices WHERE active) AS active_devices,
+                   (SELECT count(*) FROM group_member_counts) AS groups,
+                   (SELECT count(*) FROM group_member_counts WHERE active_count > 0) AS groups_with_active_devices,
+                   (SELECT GREATEST(reltuples, 0)::bigint FROM pg_class WHERE oid = 'locations'::regclass)
+                       AS locations_estimate,
+                   (SELECT min(created_at) FROM locations) AS oldest_location_at,
+                   (SELECT max(created_at) FROM locations) AS newest_location_at) AS totals"#
         ),
         fetch_one(pool)
     )

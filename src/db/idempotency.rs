@@ -1,15 +1,9 @@
-//! The `idempotency_keys` table.
+//! The `idempotency_keys` table. Records are written together with the upload they answer
+//! (`locations::insert_once`); here they are read back for a replay, and expired.
 
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 
-use crate::domain::idempotency::IdempotencyKey;
-
-#[derive(Debug, Clone)]
-pub struct StoredResponse {
-    pub request_hash: String,
-    pub response_status: Option<i16>,
-    pub response_body: Option<serde_json::Value>,
-}
+use crate::model::{IdempotencyKey, StoredResponse};
 
 /// The live record that holds a key, for a replay.
 pub async fn stored_response(
@@ -22,8 +16,8 @@ pub async fn stored_response(
         "idempotency_keys",
         sqlx::query_as!(
             StoredResponse,
-            r#"SELECT request_hash, response_status, response_body
-           FROM idempotency_keys WHERE api_key_id = $1 AND key_hash = $2"#,
+            "SELECT request_hash, response_status, response_body
+             FROM idempotency_keys WHERE api_key_id = $1 AND key_hash = $2",
             api_key_id,
             key.key_hash,
         ),
@@ -35,7 +29,7 @@ pub async fn stored_response(
 /// `= ANY (ARRAY(...))` keeps the plan an index scan of idx_idempotency_keys_expires_at plus
 /// primary-key lookups; `IN (SELECT ... LIMIT)` made the planner hash-join the whole table
 /// (docs/query-plans.md, query 17).
-pub async fn delete_expired(pool: &sqlx::PgPool, batch: i64) -> sqlx::Result<u64> {
+pub async fn delete_expired(pool: &PgPool, batch: i64) -> sqlx::Result<u64> {
     let result = observe!(
         "DELETE",
         "idempotency_keys",

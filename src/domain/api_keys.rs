@@ -7,9 +7,10 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use crate::{
-    db::{self, api_keys::ApiKeyRecord},
-    domain::key_cache::KeyCache,
+    db,
     error::{ApiError, ApiResult},
+    infra::key_cache::KeyCache,
+    model::{ApiKey, IssuedKey},
 };
 
 pub const KEY_PREFIX: &str = "pm_";
@@ -21,27 +22,6 @@ pub const DISPLAY_PREFIX_LEN: usize = 8;
 const LAST_USED_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(60);
 const MAX_NAME_LEN: usize = 100;
 const MAX_EXPIRY_DAYS: u32 = 3650;
-
-/// The caller a request was authenticated as; available to handlers and later middleware.
-#[derive(Debug, Clone)]
-pub struct AuthenticatedKey {
-    pub id: i64,
-    pub name: String,
-    pub prefix: String,
-    pub is_admin: bool,
-    pub expires_at: Option<DateTime<Utc>>,
-}
-
-/// A freshly generated key: the only moment the plaintext exists.
-#[derive(Debug, serde::Serialize)]
-pub struct IssuedKey {
-    pub id: i64,
-    pub key: String,
-    pub prefix: String,
-    pub name: String,
-    pub is_admin: bool,
-    pub expires_at: Option<DateTime<Utc>>,
-}
 
 /// Generates a new plaintext key from the thread-local CSPRNG (ChaCha, seeded by the OS).
 pub fn generate_key() -> String {
@@ -68,72 +48,6 @@ pub fn looks_like_key(candidate: &str) -> bool {
         && candidate[KEY_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Resolves an `X-API-Key` header value to an active, unexpired key, or `Unauthorized`.
-/// A key this replica looked up within the cache's TTL is not looked up again.
-#[tracing::instrument(name = "auth.api_key", skip_all, fields(key_id = tracing::field::Empty, cached = tracing::field::Empty))]
-pub async fn authenticate(
-    pool: &PgPool,
-    cache: &KeyCache,
-    presented: Option<&str>,
-) -> ApiResult<AuthenticatedKey> {
-    let key = presented.map(str::trim).filter(|k| looks_like_key(k)).ok_or(ApiError::Unauthorized)?;
-    let hash = hash_key(key);
-    let span = tracing::Span::current();
-    let (authenticated, last_used_at) = match cache.get(&hash) {
-        Some(cached) => (cached, None),
-        None => {
-            let found =
-                db::api_keys::find_active_by_hash(pool, &hash).await?.ok_or(ApiError::Unauthorized)?;
-            let authenticated = AuthenticatedKey {
-                id: found.id,
-                name: found.name,
-                prefix: found.prefix,
-                is_admin: found.is_admin,
-                expires_at: found.expires_at,
-            };
-            cache.insert(hash.clone(), authenticated.clone());
-            (authenticated, Some(found.last_used_at))
-        }
-    };
-    span.record("key_id", authenticated.id);
-    span.record("cached", last_used_at.is_none());
-    let record_use = cache.should_record_use(&hash, LAST_USED_RESOLUTION).unwrap_or_else(|| {
-        let last = last_used_at.flatten();
-        last.is_none_or(|at| {
-            Utc::now() - at >= chrono::Duration::from_std(LAST_USED_RESOLUTION).expect("small")
-        })
-    });
-    if record_use {
-        // Off the request path: a slow or failed bookkeeping write never delays or fails a call.
-        let (pool, id) = (pool.clone(), authenticated.id);
-        tokio::spawn(async move {
-            if let Err(err) = db::api_keys::touch_last_used(&pool, id).await {
-                tracing::warn!(error = %err, key_id = id, "could not record key use");
-            }
-        });
-    }
-    Ok(authenticated)
-}
-
-/// Creates and stores a new key; returns it with its plaintext, shown this once.
-pub async fn create(
-    pool: &PgPool,
-    name: &str,
-    is_admin: bool,
-    expires_in_days: Option<u32>,
-) -> ApiResult<IssuedKey> {
-    let name = validate_name(name)?;
-    let expires_at = expiry(expires_in_days)?;
-    let mut tx = db::begin(pool).await?;
-    let issued = insert_new(&mut tx, name, is_admin, expires_at).await?;
-    db::commit(tx).await?;
-    Ok(issued)
-}
-
-pub async fn list(pool: &PgPool) -> ApiResult<Vec<ApiKeyRecord>> {
-    Ok(db::api_keys::list(pool).await?)
-}
-
 /// How an administrator names an existing key.
 #[derive(Debug, Clone)]
 pub enum KeySelector {
@@ -141,34 +55,102 @@ pub enum KeySelector {
     Id(i64),
 }
 
-/// Deactivates the selected key and issues a new one with the same name and role, atomically.
-pub async fn rotate(pool: &PgPool, selector: &KeySelector) -> ApiResult<(ApiKeyRecord, IssuedKey)> {
-    let mut tx = db::begin(pool).await?;
-    let old = resolve(&mut tx, selector).await?;
-    if !old.is_active {
-        return Err(ApiError::Conflict(format!(
-            "key {} ({}) is already inactive; create a new key instead",
-            old.prefix, old.name
-        )));
+/// Authentication of requests, and the key administration behind `phone-manager keys`.
+pub struct ApiKeys {
+    pool: PgPool,
+    cache: KeyCache,
+}
+
+impl ApiKeys {
+    /// `cache`: this replica's cache of recent lookups ([`KeyCache::disabled`] for the CLI).
+    pub fn new(pool: PgPool, cache: KeyCache) -> Self {
+        Self { pool, cache }
     }
-    db::api_keys::deactivate(&mut *tx, old.id).await?;
-    let expires_at = old.expires_at.filter(|at| *at > Utc::now());
-    let issued = insert_new(&mut tx, &old.name, old.is_admin, expires_at).await?;
-    db::commit(tx).await?;
-    Ok((old, issued))
+
+    /// Resolves an `X-API-Key` header value to an active, unexpired key, or `Unauthorized`.
+    /// A key this replica looked up within the cache's TTL is not looked up again.
+    #[tracing::instrument(name = "auth.api_key", skip_all, fields(key_id = tracing::field::Empty, cached = tracing::field::Empty))]
+    pub async fn authenticate(&self, presented: Option<&str>) -> ApiResult<ApiKey> {
+        let key = presented.map(str::trim).filter(|k| looks_like_key(k)).ok_or(ApiError::Unauthorized)?;
+        let hash = hash_key(key);
+        let span = tracing::Span::current();
+        let (authenticated, looked_up) = match self.cache.get(&hash) {
+            Some(cached) => (cached, false),
+            None => {
+                let found = db::api_keys::find_active_by_hash(&self.pool, &hash)
+                    .await?
+                    .ok_or(ApiError::Unauthorized)?;
+                self.cache.insert(hash.clone(), found.clone());
+                (found, true)
+            }
+        };
+        span.record("key_id", authenticated.id);
+        span.record("cached", !looked_up);
+        let record_use = self.cache.should_record_use(&hash, LAST_USED_RESOLUTION).unwrap_or_else(|| {
+            authenticated.last_used_at.is_none_or(|at| {
+                Utc::now() - at >= chrono::Duration::from_std(LAST_USED_RESOLUTION).expect("small")
+            })
+        });
+        if record_use {
+            // Off the request path: a slow or failed bookkeeping write never delays or fails a call.
+            let (pool, id) = (self.pool.clone(), authenticated.id);
+            tokio::spawn(async move {
+                if let Err(err) = db::api_keys::touch_last_used(&pool, id).await {
+                    tracing::warn!(error = %err, key_id = id, "could not record key use");
+                }
+            });
+        }
+        Ok(authenticated)
+    }
+
+    /// Creates and stores a new key; returns it with its plaintext, shown this once.
+    pub async fn create(
+        &self,
+        name: &str,
+        is_admin: bool,
+        expires_in_days: Option<u32>,
+    ) -> ApiResult<IssuedKey> {
+        let name = validate_name(name)?;
+        let expires_at = expiry(expires_in_days)?;
+        let mut tx = db::begin(&self.pool).await?;
+        let issued = insert_new(&mut tx, name, is_admin, expires_at).await?;
+        db::commit(tx).await?;
+        Ok(issued)
+    }
+
+    pub async fn list(&self) -> ApiResult<Vec<ApiKey>> {
+        Ok(db::api_keys::list(&self.pool).await?)
+    }
+
+    /// Deactivates the selected key and issues a new one with the same name and role, atomically.
+    pub async fn rotate(&self, selector: &KeySelector) -> ApiResult<(ApiKey, IssuedKey)> {
+        let mut tx = db::begin(&self.pool).await?;
+        let old = resolve(&mut tx, selector).await?;
+        if !old.is_active {
+            return Err(ApiError::Conflict(format!(
+                "key {} ({}) is already inactive; create a new key instead",
+                old.prefix, old.name
+            )));
+        }
+        db::api_keys::deactivate(&mut *tx, old.id).await?;
+        let expires_at = old.expires_at.filter(|at| *at > Utc::now());
+        let issued = insert_new(&mut tx, &old.name, old.is_admin, expires_at).await?;
+        db::commit(tx).await?;
+        Ok((old, issued))
+    }
+
+    /// Deactivates the selected key. Deactivating an inactive key is a no-op, so re-running is safe.
+    pub async fn deactivate(&self, selector: &KeySelector) -> ApiResult<ApiKey> {
+        let mut tx = db::begin(&self.pool).await?;
+        let mut key = resolve(&mut tx, selector).await?;
+        db::api_keys::deactivate(&mut *tx, key.id).await?;
+        db::commit(tx).await?;
+        key.is_active = false;
+        Ok(key)
+    }
 }
 
-/// Deactivates the selected key. Deactivating an inactive key is a no-op, so re-running is safe.
-pub async fn deactivate(pool: &PgPool, selector: &KeySelector) -> ApiResult<ApiKeyRecord> {
-    let mut tx = db::begin(pool).await?;
-    let mut key = resolve(&mut tx, selector).await?;
-    db::api_keys::deactivate(&mut *tx, key.id).await?;
-    db::commit(tx).await?;
-    key.is_active = false;
-    Ok(key)
-}
-
-async fn resolve(db: &mut sqlx::PgConnection, selector: &KeySelector) -> ApiResult<ApiKeyRecord> {
+async fn resolve(db: &mut sqlx::PgConnection, selector: &KeySelector) -> ApiResult<ApiKey> {
     match selector {
         KeySelector::Id(id) => db::api_keys::find_by_id(db, *id)
             .await?
@@ -198,8 +180,7 @@ async fn insert_new(
 ) -> ApiResult<IssuedKey> {
     let key = generate_key();
     let hash = hash_key(&key);
-    let row =
-        db::api_keys::NewKeyRow { hash: &hash, prefix: display_prefix(&key), name, is_admin, expires_at };
+    let row = db::api_keys::NewKey { hash: &hash, prefix: display_prefix(&key), name, is_admin, expires_at };
     let record = db::api_keys::insert(tx, row).await?;
     Ok(IssuedKey {
         id: record.id,

@@ -1,20 +1,16 @@
 //! Devices and groups: registration rules, the group size limit, deactivation, listing.
 
-use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 use validator::ValidationError;
 
 use crate::{
-    db::{self, devices::DeviceRow},
-    domain::locations::LastLocation,
+    db,
     error::{ApiError, ApiResult},
     metrics,
+    model::{Device, GroupMember, Platform, Registration},
 };
 
-/// Platforms a device may declare. Omitted on first registration means `android`.
-pub const PLATFORMS: [&str; 2] = ["android", "ios"];
-pub const DEFAULT_PLATFORM: &str = "android";
 pub const DISPLAY_NAME_MAX: usize = 50;
 pub const GROUP_ID_MAX: usize = 50;
 pub const FCM_TOKEN_MAX: usize = 4096;
@@ -61,54 +57,15 @@ pub mod rules {
     }
 
     pub fn platform(value: &str) -> Result<(), ValidationError> {
-        if PLATFORMS.contains(&value) {
-            Ok(())
-        } else {
-            Err(problem("platform", format!("must be one of: {}", PLATFORMS.join(", "))))
+        if Platform::parse(value).is_some() {
+            return Ok(());
         }
+        let names: Vec<&str> = Platform::ALL.iter().map(|p| p.as_str()).collect();
+        Err(problem("platform", format!("must be one of: {}", names.join(", "))))
     }
 
     pub fn fcm_token(value: &str) -> Result<(), ValidationError> {
         text::plain(value, 1, FCM_TOKEN_MAX)
-    }
-}
-
-/// A registration that passed validation.
-#[derive(Debug, Clone)]
-pub struct Registration {
-    pub device_id: Uuid,
-    pub display_name: String,
-    pub group_id: String,
-    /// `None` keeps the stored platform (or `android` for a new device).
-    pub platform: Option<String>,
-    /// `None` keeps the stored token.
-    pub fcm_token: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Device {
-    pub device_id: Uuid,
-    pub display_name: String,
-    pub group_id: String,
-    pub platform: String,
-    pub active: bool,
-    pub last_seen_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<DeviceRow> for Device {
-    fn from(row: DeviceRow) -> Self {
-        Self {
-            device_id: row.device_id,
-            display_name: row.display_name,
-            group_id: row.group_id,
-            platform: row.platform,
-            active: row.active,
-            last_seen_at: row.last_seen_at,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        }
     }
 }
 
@@ -127,71 +84,56 @@ pub async fn ensure_room_in_group(
     Ok(())
 }
 
-/// Creates or updates a device by `device_id`, reactivating it if it was deactivated.
-///
-/// The group limit counts active devices only and is race-free: the transaction takes an
-/// advisory lock on the *target group* (other groups proceed in parallel), so two devices
-/// joining a group of 19 at once cannot make 21. A device already active in the group never
-/// trips the limit.
-pub async fn register(pool: &PgPool, registration: Registration, max_per_group: u32) -> ApiResult<Device> {
-    let mut tx = db::begin(pool).await?;
-    db::devices::lock_group(&mut tx, &registration.group_id).await?;
-    let current = db::devices::find_membership_for_update(&mut tx, registration.device_id).await?;
-    let already_member = current.is_some_and(|m| m.active && m.group_id == registration.group_id);
-    if !already_member {
-        ensure_room_in_group(&mut tx, &registration.group_id, max_per_group).await?;
+/// Registration, deactivation and group listings.
+#[derive(Clone)]
+pub struct Devices {
+    pool: PgPool,
+    max_per_group: u32,
+}
+
+impl Devices {
+    /// `max_per_group`: active devices a group may hold (`limits.max_devices_per_group`).
+    pub fn new(pool: PgPool, max_per_group: u32) -> Self {
+        Self { pool, max_per_group }
     }
-    let (row, created) = db::devices::upsert(
-        &mut tx,
-        db::devices::Upsert {
-            device_id: registration.device_id,
-            display_name: &registration.display_name,
-            group_id: &registration.group_id,
-            platform: registration.platform.as_deref(),
-            default_platform: DEFAULT_PLATFORM,
-            fcm_token: registration.fcm_token.as_deref(),
-        },
-    )
-    .await?;
-    db::commit(tx).await?;
-    metrics::device_registered(created);
-    Ok(row.into())
-}
 
-/// Soft-deletes a device: it leaves listings and stops counting toward its group's limit, but
-/// keeps its locations. Deactivating an inactive device succeeds (the request is idempotent).
-pub async fn deactivate(pool: &PgPool, device_id: Uuid) -> ApiResult<()> {
-    if db::devices::deactivate(pool, device_id).await? {
-        Ok(())
-    } else {
-        Err(ApiError::NotFound("Device not found".into()))
+    /// Creates or updates a device by `device_id`, reactivating it if it was deactivated.
+    ///
+    /// The group limit counts active devices only and is race-free: the transaction takes an
+    /// advisory lock on the *target group* (other groups proceed in parallel), so two devices
+    /// joining a group of 19 at once cannot make 21. A device already active in the group never
+    /// trips the limit.
+    pub async fn register(&self, registration: Registration) -> ApiResult<Device> {
+        let mut tx = db::begin(&self.pool).await?;
+        db::devices::lock_group(&mut tx, &registration.group_id).await?;
+        let current = db::devices::find_for_update(&mut tx, registration.device_id).await?;
+        let already_member =
+            current.as_ref().is_some_and(|d| d.active && d.group_id == registration.group_id);
+        if !already_member {
+            ensure_room_in_group(&mut tx, &registration.group_id, self.max_per_group).await?;
+        }
+        let device = db::devices::upsert(&mut tx, &registration).await?;
+        db::commit(tx).await?;
+        metrics::device_registered(current.is_none());
+        Ok(device)
     }
-}
 
-/// A group member as listings show it: the device and its newest fix, if any.
-#[derive(Debug, Clone)]
-pub struct Member {
-    pub device: Device,
-    pub last_location: Option<LastLocation>,
-}
+    /// Soft-deletes a device: it leaves listings and stops counting toward its group's limit,
+    /// but keeps its locations. Deactivating an inactive device succeeds (the request is
+    /// idempotent); an unknown one is 404.
+    pub async fn deactivate(&self, device_id: Uuid) -> ApiResult<()> {
+        if db::devices::deactivate(&self.pool, device_id).await? {
+            Ok(())
+        } else {
+            Err(ApiError::NotFound("Device not found".into()))
+        }
+    }
 
-/// Active devices of a group by display name, each with its newest fix by `captured_at`, in
-/// one query. An unknown group is simply empty.
-pub async fn list_group(pool: &PgPool, group_id: &str) -> ApiResult<Vec<Member>> {
-    let rows = db::devices::list_active_in_group(pool, group_id).await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            let last_location =
-                match (row.last_latitude, row.last_longitude, row.last_accuracy, row.last_captured_at) {
-                    (Some(latitude), Some(longitude), Some(accuracy), Some(captured_at)) => {
-                        Some(LastLocation { latitude, longitude, accuracy, captured_at })
-                    }
-                    _ => None,
-                };
-            Member { device: row.device.into(), last_location }
-        })
-        .collect())
+    /// Active devices of a group by display name, each with its newest fix by `captured_at`, in
+    /// one query. An unknown group is simply empty.
+    pub async fn list_group(&self, group_id: &str) -> ApiResult<Vec<GroupMember>> {
+        Ok(db::devices::list_active_in_group(&self.pool, group_id).await?)
+    }
 }
 
 #[cfg(test)]

@@ -15,8 +15,9 @@ use std::net::{IpAddr, SocketAddr};
 use axum::extract::ConnectInfo;
 
 use crate::{
-    domain::{api_keys::AuthenticatedKey, audit::Actor},
     error::{ApiError, FieldError},
+    headers,
+    model::{Actor, ApiKey},
     state::AppState,
 };
 
@@ -24,9 +25,23 @@ use crate::{
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AppJson<T>(pub T);
 
+/// How a request body type is read from JSON. Every `Deserialize` type is read by serde with
+/// [`parse_json`]; a type whose JSON object is two views at once (a single upload is a device
+/// id and a fix) implements it by reading each view from the same bytes, which keeps every
+/// error naming its field (serde's `flatten` would lose the field's path).
+pub trait JsonBody: Sized {
+    fn from_json(bytes: &[u8]) -> Result<Self, ApiError>;
+}
+
+impl<T: DeserializeOwned> JsonBody for T {
+    fn from_json(bytes: &[u8]) -> Result<Self, ApiError> {
+        parse_json(bytes)
+    }
+}
+
 impl<T, S> FromRequest<S> for AppJson<T>
 where
-    T: DeserializeOwned,
+    T: JsonBody,
     S: Send + Sync,
 {
     type Rejection = ApiError;
@@ -46,7 +61,7 @@ where
                 ApiError::field("body", rejection.body_text())
             }
         })?;
-        tracing::info_span!("deserialize", bytes = bytes.len()).in_scope(|| parse_json(&bytes)).map(AppJson)
+        tracing::info_span!("deserialize", bytes = bytes.len()).in_scope(|| T::from_json(&bytes)).map(AppJson)
     }
 }
 
@@ -183,13 +198,13 @@ fn friendly_type(rust_type: &str) -> &str {
 /// The authenticated caller. Only routes behind the auth middleware may use it; anywhere else
 /// it answers 401, which keeps a forgotten layer from silently serving anonymous callers.
 #[derive(Debug, Clone)]
-pub struct AuthKey(pub AuthenticatedKey);
+pub struct AuthKey(pub ApiKey);
 
 impl<S: Send + Sync> FromRequestParts<S> for AuthKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<AuthenticatedKey>().cloned().map(AuthKey).ok_or(ApiError::Unauthorized)
+        parts.extensions.get::<ApiKey>().cloned().map(AuthKey).ok_or(ApiError::Unauthorized)
     }
 }
 
@@ -247,7 +262,7 @@ pub struct ValidJson<T>(pub T);
 
 impl<T, S> FromRequest<S> for ValidJson<T>
 where
-    T: DeserializeOwned + Validate,
+    T: JsonBody + Validate,
     S: Send + Sync,
 {
     type Rejection = ApiError;
@@ -279,7 +294,7 @@ where
 
 /// An authenticated admin key; a standard key gets 403 `forbidden`.
 #[derive(Debug, Clone)]
-pub struct AdminKey(pub AuthenticatedKey);
+pub struct AdminKey(pub ApiKey);
 
 impl<S: Send + Sync> FromRequestParts<S> for AdminKey {
     type Rejection = ApiError;
@@ -308,7 +323,7 @@ impl FromRequestParts<AppState> for Caller {
             .settings
             .security
             .trust_forwarded_for
-            .then(|| parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()))
+            .then(|| parts.headers.get(headers::FORWARDED_FOR).and_then(|v| v.to_str().ok()))
             .flatten()
             .and_then(|value| value.split(',').next())
             .and_then(|first| first.trim().parse::<IpAddr>().ok());

@@ -359,7 +359,7 @@ async fn exporting_100k_locations_streams_in_constant_memory() {
     let db = TestDatabase::create().await;
     let server = ServerProcess::start(&db.url, &[]).await;
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    let key = phone_manager::domain::api_keys::create(&pool, "export", false, None).await.unwrap().key;
+    let key = crate::helpers::key_admin(&pool).create("export", false, None).await.unwrap().key;
     let device = Uuid::new_v4();
     sqlx::query("INSERT INTO devices (device_id, display_name, group_id) VALUES ($1, 'Exported', 'fam')")
         .bind(device)

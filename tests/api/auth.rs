@@ -43,7 +43,7 @@ async fn inactive_keys_get_401() {
     let app = TestApp::spawn().await;
     let key = app.create_key(false).await;
     assert_eq!(app.get_with_key(PROTECTED, &key.key).await.status(), StatusCode::OK);
-    api_keys::deactivate(&app.pool, &api_keys::KeySelector::Id(key.id)).await.unwrap();
+    crate::helpers::key_admin(&app.pool).deactivate(&api_keys::KeySelector::Id(key.id)).await.unwrap();
     assert_unauthorized(&app, Some(&key.key)).await;
 }
 
@@ -63,7 +63,7 @@ async fn expired_keys_get_401() {
 #[tokio::test]
 async fn a_key_that_has_not_expired_yet_is_accepted() {
     let app = TestApp::spawn().await;
-    let key = api_keys::create(&app.pool, "temporary", false, Some(1)).await.unwrap();
+    let key = crate::helpers::key_admin(&app.pool).create("temporary", false, Some(1)).await.unwrap();
     let body = json_body(app.get_with_key(PROTECTED, &key.key).await).await;
     assert!(body["expires_at"].as_str().is_some(), "{body}");
 }
@@ -107,7 +107,7 @@ async fn cached_keys_are_trusted_for_the_ttl_only() {
     let app = TestApp::spawn_with(|s| s.security.api_key_cache_secs = 1).await;
     let key = app.create_key(false).await;
     assert_eq!(app.get_with_key(PROTECTED, &key.key).await.status(), StatusCode::OK);
-    api_keys::deactivate(&app.pool, &api_keys::KeySelector::Id(key.id)).await.unwrap();
+    crate::helpers::key_admin(&app.pool).deactivate(&api_keys::KeySelector::Id(key.id)).await.unwrap();
     assert_eq!(app.get_with_key(PROTECTED, &key.key).await.status(), StatusCode::OK, "still cached");
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_unauthorized(&app, Some(&key.key)).await;

@@ -194,7 +194,7 @@ async fn serve_creates_its_database_and_stops_gracefully_on_sigterm() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    let key = phone_manager::domain::api_keys::create(&pool, "logged?", false, None).await.unwrap().key;
+    let key = crate::helpers::key_admin(&pool).create("logged?", false, None).await.unwrap().key;
     pool.close().await;
     let response = client
         .get(format!("http://127.0.0.1:{port}/api/v1/keys/current"))

@@ -78,8 +78,8 @@ fn documented_patterns_are_the_enforced_ones() {
         ("RegisterDeviceRequest", "fcm_token"),
         ("UploadLocationRequest", "provider"),
         ("UploadLocationRequest", "network_type"),
-        ("BatchLocation", "provider"),
-        ("BatchLocation", "network_type"),
+        ("LocationRequest", "provider"),
+        ("LocationRequest", "network_type"),
     ] {
         assert_eq!(
             schemas[schema]["properties"][field]["pattern"], NO_CONTROL_CHARACTERS,

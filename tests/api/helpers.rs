@@ -8,9 +8,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use phone_manager::{
-    config::Settings,
-    db,
-    domain::api_keys::{self, IssuedKey},
+    config::Settings, db, domain::api_keys::ApiKeys, infra::key_cache::KeyCache, model::IssuedKey,
     startup::Application,
 };
 use reqwest::{Response, StatusCode};
@@ -188,7 +186,7 @@ impl TestApp {
 
     /// Creates an API key directly in the database (the CLI has its own tests).
     pub async fn create_key(&self, admin: bool) -> IssuedKey {
-        api_keys::create(&self.pool, "test key", admin, None).await.expect("key created")
+        key_admin(&self.pool).create("test key", admin, None).await.expect("key created")
     }
 
     /// Asks the server to stop and waits for it, as SIGTERM would.
@@ -331,9 +329,14 @@ impl ServerProcess {
 /// A new API key in the database at `database_url` (for tests that run a [`ServerProcess`]).
 pub async fn key_for(database_url: &str, admin: bool) -> String {
     let pool = PgPool::connect(database_url).await.unwrap();
-    let key = api_keys::create(&pool, "test key", admin, None).await.unwrap().key;
+    let key = key_admin(&pool).create("test key", admin, None).await.unwrap().key;
     pool.close().await;
     key
+}
+
+/// Key administration on a database, as `phone-manager keys` does it.
+pub fn key_admin(pool: &PgPool) -> ApiKeys {
+    ApiKeys::new(pool.clone(), KeyCache::disabled())
 }
 
 pub async fn free_port() -> u16 {

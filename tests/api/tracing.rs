@@ -27,7 +27,7 @@ async fn a_batch_upload_exports_one_trace_with_http_and_sql_spans() {
     ];
     let server = ServerProcess::start(&db.url, &env).await;
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    let key = phone_manager::domain::api_keys::create(&pool, "traced", false, None).await.unwrap().key;
+    let key = crate::helpers::key_admin(&pool).create("traced", false, None).await.unwrap().key;
     let client = reqwest::Client::new();
     let device = Uuid::new_v4();
     let response = client

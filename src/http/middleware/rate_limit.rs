@@ -1,62 +1,66 @@
 //! Per-key rate limits. Runs after authentication (it needs the key); every authenticated
 //! response carries `X-RateLimit-Limit`, `-Remaining` and `-Reset`, and a refusal is a 429
-//! envelope with `Retry-After`.
+//! envelope with `Retry-After`. Data exports count against an hourly limit too, and report it.
 
 use axum::{
-    extract::{Request, State},
+    extract::{MatchedPath, Request, State},
     http::HeaderValue,
     middleware::Next,
     response::{IntoResponse, Response},
 };
 
 use crate::{
-    domain::api_keys::AuthenticatedKey,
-    error::{ApiError, RATE_LIMIT_LIMIT, RATE_LIMIT_REMAINING, RATE_LIMIT_RESET},
+    error::ApiError,
+    headers::{RATE_LIMIT_LIMIT, RATE_LIMIT_REMAINING, RATE_LIMIT_RESET},
+    http::routes::privacy::EXPORT_ROUTE,
+    infra::rate_limit::{Decision, Scope},
     metrics,
-    rate_limit::Scope,
+    model::ApiKey,
     state::AppState,
 };
 
-/// The per-minute limit of the calling key: standard or admin.
-pub async fn limit_per_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(key) = request.extensions().get::<AuthenticatedKey>() else {
-        return ApiError::Unauthorized.into_response();
+/// The per-minute limit of the calling key (standard or admin), and on the export route the
+/// hourly export limit as well. Requests without a key (public routes) pass untouched.
+pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(key) = request.extensions().get::<ApiKey>() else {
+        return next.run(request).await;
     };
-    let scope = if key.is_admin { Scope::Admin } else { Scope::Standard };
     let key_id = key.id;
-    enforce(&state, scope, key_id, request, next).await
-}
-
-/// The hourly data-export limit, on top of the per-minute one.
-pub async fn limit_exports(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(key_id) = request.extensions().get::<AuthenticatedKey>().map(|k| k.id) else {
-        return ApiError::Unauthorized.into_response();
-    };
-    enforce(&state, Scope::Export, key_id, request, next).await
-}
-
-async fn enforce(state: &AppState, scope: Scope, key_id: i64, request: Request, next: Next) -> Response {
-    let decision = state.rate_limiter.check(scope, key_id).await;
-    let reset_after = decision.reset_after.as_secs_f64().ceil() as u64;
-    if !decision.allowed {
-        metrics::rate_limited(scope.name());
-        tracing::warn!(key_id, scope = scope.name(), "rate limit exceeded");
-        return ApiError::RateLimited {
-            limit: decision.quota.limit,
-            per: decision.quota.period.name(),
-            // Never "retry after 0 s": a client would come straight back.
-            retry_after: (decision.retry_after.as_secs_f64().ceil() as u64).max(1),
-            reset_after,
+    let mut scopes = vec![if key.is_admin { Scope::Admin } else { Scope::Standard }];
+    if request.extensions().get::<MatchedPath>().is_some_and(|route| route.as_str() == EXPORT_ROUTE) {
+        scopes.push(Scope::Export);
+    }
+    let mut reported = None;
+    for scope in scopes {
+        let decision = state.rate_limiter.check(scope, key_id).await;
+        if !decision.allowed {
+            metrics::rate_limited(scope.name());
+            tracing::warn!(key_id, scope = scope.name(), "rate limit exceeded");
+            return refusal(&decision).into_response();
         }
-        .into_response();
+        // The last scope is the narrowest: its numbers are the ones the client must heed.
+        reported = Some(decision);
     }
     let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    // An inner limit (exports) already reported the tighter numbers: keep those.
-    if !headers.contains_key(RATE_LIMIT_LIMIT) {
+    if let Some(decision) = reported {
+        let headers = response.headers_mut();
         headers.insert(RATE_LIMIT_LIMIT, HeaderValue::from(decision.quota.limit));
         headers.insert(RATE_LIMIT_REMAINING, HeaderValue::from(decision.remaining));
-        headers.insert(RATE_LIMIT_RESET, HeaderValue::from(reset_after));
+        headers.insert(RATE_LIMIT_RESET, HeaderValue::from(reset_after(&decision)));
     }
     response
+}
+
+fn refusal(decision: &Decision) -> ApiError {
+    ApiError::RateLimited {
+        limit: decision.quota.limit,
+        per: decision.quota.period.name(),
+        // Never "retry after 0 s": a client would come straight back.
+        retry_after: (decision.retry_after.as_secs_f64().ceil() as u64).max(1),
+        reset_after: reset_after(decision),
+    }
+}
+
+fn reset_after(decision: &Decision) -> u64 {
+    decision.reset_after.as_secs_f64().ceil() as u64
 }

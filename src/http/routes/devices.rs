@@ -4,33 +4,19 @@ use axum::{extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 use validator::Validate;
 
 use crate::{
-    domain::devices::{self, Device, Registration, rules},
+    domain::devices::rules,
     error::ApiResult,
-    http::extract::{AppJson, AppPath, ValidJson, ValidQuery},
-    openapi::{AuthenticatedErrors, responses, tags},
+    http::{
+        docs::{AuthenticatedErrors, responses, tags},
+        extract::{AppJson, AppPath, ValidJson, ValidQuery},
+    },
+    model::{Device, GroupMember, Platform, Registration},
     state::AppState,
 };
-
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(register_device))
-        .routes(routes!(list_devices))
-        .routes(routes!(delete_device))
-}
-
-/// Platforms a device may declare (documentation type; the wire value is the lowercase name).
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code)]
-pub enum Platform {
-    Android,
-    Ios,
-}
 
 /// Registers a device, or updates it when `device_id` is already known.
 ///
@@ -76,7 +62,7 @@ impl RegisterDeviceRequest {
             device_id: Uuid::parse_str(&self.device_id).expect("validated as a UUID"),
             display_name: self.display_name.trim().to_owned(),
             group_id: self.group_id,
-            platform: self.platform,
+            platform: self.platform.as_deref().map(|name| Platform::parse(name).expect("validated platform")),
             fcm_token: self.fcm_token,
         }
     }
@@ -95,8 +81,7 @@ pub struct DeviceResponse {
     pub device_id: Uuid,
     pub display_name: String,
     pub group_id: String,
-    #[schema(value_type = Platform)]
-    pub platform: String,
+    pub platform: Platform,
     /// First registration; never changes.
     pub created_at: DateTime<Utc>,
     /// Last change of the device's registration.
@@ -124,7 +109,7 @@ impl From<Device> for DeviceResponse {
 /// devices is refused with 409; a device already in the group can always re-register.
 #[utoipa::path(
     post,
-    path = "/devices/register",
+    path = "/api/v1/devices/register",
     tag = tags::DEVICES,
     security(("api_key" = [])),
     request_body = RegisterDeviceRequest,
@@ -140,8 +125,7 @@ pub async fn register_device(
     State(state): State<AppState>,
     ValidJson(request): ValidJson<RegisterDeviceRequest>,
 ) -> ApiResult<AppJson<DeviceResponse>> {
-    let limit = state.settings.limits.max_devices_per_group;
-    let device = devices::register(&state.pool, request.into_registration(), limit).await?;
+    let device = state.devices.register(request.into_registration()).await?;
     Ok(AppJson(device.into()))
 }
 
@@ -173,29 +157,6 @@ pub struct DeviceListResponse {
     pub devices: Vec<GroupMember>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct GroupMember {
-    pub device_id: Uuid,
-    pub display_name: String,
-    #[schema(value_type = Platform)]
-    pub platform: String,
-    /// When the device last registered or uploaded (precise to 30 s); null if never.
-    pub last_seen_at: Option<DateTime<Utc>>,
-    /// The newest fix by capture time; null when the device has none.
-    pub last_location: Option<LastLocationResponse>,
-}
-
-/// Where a device last was.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LastLocationResponse {
-    pub latitude: f64,
-    pub longitude: f64,
-    /// When the fix was taken (RFC 3339, UTC).
-    pub timestamp: DateTime<Utc>,
-    /// Horizontal accuracy in metres.
-    pub accuracy: f64,
-}
-
 /// Lists the active devices of a group with where each last was.
 ///
 /// Sorted by display name, each with its newest location by capture time (`last_location`,
@@ -203,7 +164,7 @@ pub struct LastLocationResponse {
 /// list.
 #[utoipa::path(
     get,
-    path = "/devices",
+    path = "/api/v1/devices",
     tag = tags::DEVICES,
     security(("api_key" = [])),
     params(ListDevicesQuery),
@@ -217,22 +178,7 @@ pub async fn list_devices(
     State(state): State<AppState>,
     ValidQuery(query): ValidQuery<ListDevicesQuery>,
 ) -> ApiResult<AppJson<DeviceListResponse>> {
-    let members = devices::list_group(&state.pool, &query.group_id).await?;
-    let devices = members
-        .into_iter()
-        .map(|member| GroupMember {
-            device_id: member.device.device_id,
-            display_name: member.device.display_name,
-            platform: member.device.platform,
-            last_seen_at: member.device.last_seen_at,
-            last_location: member.last_location.map(|last| LastLocationResponse {
-                latitude: last.latitude,
-                longitude: last.longitude,
-                timestamp: last.captured_at,
-                accuracy: f64::from(last.accuracy),
-            }),
-        })
-        .collect();
+    let devices = state.devices.list_group(&query.group_id).await?;
     Ok(AppJson(DeviceListResponse { devices }))
 }
 
@@ -243,7 +189,7 @@ pub async fn list_devices(
 /// device also answers 204.
 #[utoipa::path(
     delete,
-    path = "/devices/{device_id}",
+    path = "/api/v1/devices/{device_id}",
     tag = tags::DEVICES,
     security(("api_key" = [])),
     params(("device_id" = Uuid, Path, description = "The device's UUID")),
@@ -258,6 +204,6 @@ pub async fn delete_device(
     State(state): State<AppState>,
     AppPath(device_id): AppPath<Uuid>,
 ) -> ApiResult<StatusCode> {
-    devices::deactivate(&state.pool, device_id).await?;
+    state.devices.deactivate(device_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,23 +3,16 @@
 use axum::{extract::State, http::StatusCode, response::IntoResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
-use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     config::RateLimitBackend,
-    domain,
     error::{ApiError, ErrorBody},
-    http::extract::AppJson,
-    openapi::{responses, tags},
+    http::{
+        docs::{responses, tags},
+        extract::AppJson,
+    },
     state::AppState,
 };
-
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(get_health))
-        .routes(routes!(get_liveness))
-        .routes(routes!(get_readiness))
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -36,12 +29,12 @@ pub struct HealthResponse {
     pub status: &'static str,
     /// Version of the running service.
     pub version: &'static str,
-    pub database: DatabaseStatus,
-    pub rate_limiter: RateLimiterStatus,
+    pub database: DatabaseStatusResponse,
+    pub rate_limiter: RateLimiterStatusResponse,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct RateLimiterStatus {
+pub struct RateLimiterStatusResponse {
     /// `local` (per replica) or `redis` (shared by every replica).
     #[schema(value_type = String, example = "local")]
     pub backend: RateLimitBackend,
@@ -51,7 +44,7 @@ pub struct RateLimiterStatus {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct DatabaseStatus {
+pub struct DatabaseStatusResponse {
     pub connected: bool,
     /// Round trip of `SELECT 1` in milliseconds; absent when the database is unreachable.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -86,7 +79,7 @@ pub struct ProbeResponse {
     )
 )]
 pub async fn get_health(State(state): State<AppState>) -> impl IntoResponse {
-    let db = domain::health::database(&state.pool).await;
+    let db = state.health.database().await;
     let limiter = state.rate_limiter.status();
     let status = if db.connected { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = HealthResponse {
@@ -96,8 +89,12 @@ pub async fn get_health(State(state): State<AppState>) -> impl IntoResponse {
             (true, true) => "healthy",
         },
         version: env!("CARGO_PKG_VERSION"),
-        database: DatabaseStatus { connected: db.connected, latency_ms: db.latency_ms, error: db.error },
-        rate_limiter: RateLimiterStatus { backend: limiter.configured, connected: limiter.connected },
+        database: DatabaseStatusResponse {
+            connected: db.connected,
+            latency_ms: db.latency_ms,
+            error: db.error,
+        },
+        rate_limiter: RateLimiterStatusResponse { backend: limiter.configured, connected: limiter.connected },
     };
     (status, AppJson(body))
 }
@@ -130,7 +127,7 @@ pub async fn get_liveness() -> AppJson<ProbeResponse> {
     )
 )]
 pub async fn get_readiness(State(state): State<AppState>) -> Result<AppJson<ProbeResponse>, ApiError> {
-    if domain::health::database(&state.pool).await.connected {
+    if state.health.database().await.connected {
         Ok(AppJson(ProbeResponse { status: "ready" }))
     } else {
         Err(ApiError::ServiceUnavailable("The database is unreachable".into()))

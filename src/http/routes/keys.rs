@@ -3,17 +3,11 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
-use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{
-    http::extract::{AppJson, AuthKey},
-    openapi::{AuthenticatedErrors, tags},
-    state::AppState,
+use crate::http::{
+    docs::{AuthenticatedErrors, tags},
+    extract::{AppJson, AuthKey},
 };
-
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(get_current_key))
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -33,7 +27,7 @@ pub struct CurrentKeyResponse {
 /// Describes the API key the request was made with (never the key itself).
 #[utoipa::path(
     get,
-    path = "/keys/current",
+    path = "/api/v1/keys/current",
     tag = tags::KEYS,
     security(("api_key" = [])),
     responses(

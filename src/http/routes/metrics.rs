@@ -1,17 +1,12 @@
 //! Prometheus scrape endpoint.
 
 use axum::{extract::State, http::header, response::IntoResponse};
-use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
+    http::docs::{responses, tags},
     metrics,
-    openapi::{responses, tags},
     state::AppState,
 };
-
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(get_metrics))
-}
 
 /// Exposes metrics in the Prometheus text format (no key needed).
 ///
@@ -29,7 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     )
 )]
 pub async fn get_metrics(State(state): State<AppState>) -> impl IntoResponse {
-    metrics::record_pool(state.pool.size(), state.pool.num_idle());
+    state.health.record_pool_metrics();
     let handle = metrics::handle();
     handle.run_upkeep();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render())

@@ -6,73 +6,21 @@ use axum::{
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
-use chrono::{DateTime, Utc};
-use utoipa::ToSchema;
-use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
-    domain::privacy,
     error::ApiResult,
     http::{
+        docs::{AuthenticatedErrors, responses, tags},
         extract::{AppPath, Caller},
-        routes::devices::Platform,
     },
-    openapi::{AuthenticatedErrors, responses, tags},
+    model::DataExport,
     state::AppState,
 };
 
-/// The export route, separate so that it can carry its own hourly limit.
-pub fn export_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(export_device_data))
-}
-
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(delete_device_data))
-}
-
-/// Everything stored about a device (the shape of the streamed export).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct DataExport {
-    exported_at: DateTime<Utc>,
-    device: ExportedDevice,
-    /// Every stored location, oldest capture first.
-    locations: Vec<ExportedLocation>,
-    /// How many locations the export holds.
-    location_count: u64,
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ExportedDevice {
-    device_id: Uuid,
-    display_name: String,
-    group_id: String,
-    platform: Platform,
-    fcm_token: Option<String>,
-    active: bool,
-    last_seen_at: Option<DateTime<Utc>>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ExportedLocation {
-    captured_at: DateTime<Utc>,
-    latitude: f64,
-    longitude: f64,
-    accuracy: f32,
-    altitude: Option<f64>,
-    bearing: Option<f32>,
-    speed: Option<f32>,
-    provider: Option<String>,
-    battery_level: Option<i16>,
-    network_type: Option<String>,
-    /// When the server received it.
-    created_at: DateTime<Utc>,
-}
+/// The export's route: it also counts against the hourly export limit
+/// (`middleware::rate_limit`).
+pub const EXPORT_ROUTE: &str = "/api/v1/devices/{device_id}/data-export";
 
 /// Exports all data stored about a device (GDPR access and portability).
 ///
@@ -82,7 +30,7 @@ pub struct ExportedLocation {
 /// Audited as `device.data_export`.
 #[utoipa::path(
     get,
-    path = "/devices/{device_id}/data-export",
+    path = "/api/v1/devices/{device_id}/data-export",
     tag = tags::PRIVACY,
     security(("api_key" = [])),
     params(("device_id" = Uuid, Path, description = "The device's UUID")),
@@ -111,7 +59,7 @@ pub async fn export_device_data(
     Caller(actor): Caller,
     AppPath(device_id): AppPath<Uuid>,
 ) -> ApiResult<Response> {
-    let chunks = privacy::export(&state.pool, &actor, device_id).await?;
+    let chunks = state.privacy.export(&actor, device_id).await?;
     let stream = futures_util::stream::unfold(chunks, |mut chunks| async move {
         chunks.recv().await.map(|chunk| (chunk, chunks))
     });
@@ -129,7 +77,7 @@ pub async fn export_device_data(
 /// second call answers 404. Audited as `device.data_delete`.
 #[utoipa::path(
     delete,
-    path = "/devices/{device_id}/data",
+    path = "/api/v1/devices/{device_id}/data",
     tag = tags::PRIVACY,
     security(("api_key" = [])),
     params(("device_id" = Uuid, Path, description = "The device's UUID")),
@@ -145,6 +93,6 @@ pub async fn delete_device_data(
     Caller(actor): Caller,
     AppPath(device_id): AppPath<Uuid>,
 ) -> ApiResult<StatusCode> {
-    privacy::erase(&state.pool, &actor, device_id).await?;
+    state.privacy.erase(&actor, device_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -17,7 +17,7 @@
 //! before its turn is skipped.
 //!
 //! Uploads with an `Idempotency-Key` do not come here: their key claim, rows and stored answer
-//! go together in one statement of their own (see `locations::upload`).
+//! go together in one statement of their own (see `domain::uploads`).
 
 use std::{collections::HashSet, sync::Arc, time::Instant};
 
@@ -29,9 +29,9 @@ use uuid::Uuid;
 use crate::{
     config::IngestSettings,
     db,
-    domain::locations::{Upload, device_not_found},
     error::{ApiError, ApiResult, ResultExt},
     metrics,
+    model::Upload,
 };
 
 /// Uploads waiting for a writer at most; beyond it a request waits for room (backpressure).
@@ -143,16 +143,17 @@ async fn write_batch(pool: &PgPool, batch: Vec<Pending>) {
 }
 
 async fn insert(pool: &PgPool, batch: &[Pending]) -> sqlx::Result<Vec<Uuid>> {
-    let fixes: Vec<_> =
-        batch.iter().flat_map(|p| p.upload.fixes.iter().map(move |fix| (p.upload.device_id, fix))).collect();
+    let uploads = batch.iter().map(|pending| &pending.upload);
+    let (devices, fixes): (Vec<Uuid>, Vec<_>) =
+        uploads.flat_map(|upload| upload.fixes.iter().map(|fix| (upload.device_id, fix))).unzip();
     let mut conn = pool.acquire().await?;
-    db::locations::insert_fixes(&mut conn, &fixes).await
+    db::locations::insert(&mut conn, &devices, &fixes).await
 }
 
 /// One request's answer from the statement that carried its rows: were its device's rows stored?
 fn outcome(stored: sqlx::Result<bool>) -> ApiResult<()> {
-    let stored = stored.on_constraint("fk_locations_device", device_not_found)?;
-    if stored { Ok(()) } else { Err(device_not_found()) }
+    let stored = stored.on_constraint("fk_locations_device", ApiError::device_not_registered)?;
+    if stored { Ok(()) } else { Err(ApiError::device_not_registered()) }
 }
 
 fn is_unavailable(err: &sqlx::Error) -> bool {

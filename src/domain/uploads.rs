@@ -1,20 +1,19 @@
-//! Locations: validation rules, single and batch upload, last location per device.
+//! Uploads of GPS fixes: the field rules, and storing an upload (single or batch) once.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use sqlx::PgPool;
 use tracing::Instrument;
-use uuid::Uuid;
 use validator::ValidationError;
 
 use crate::{
     db::{self, locations::KeyedInsert},
-    domain::{
-        idempotency::{self, IdempotencyKey},
-        ingest::Ingest,
-        last_seen::LastSeen,
-    },
-    error::{ApiResult, ResultExt},
+    domain::idempotency,
+    error::{ApiError, ApiResult, ResultExt},
+    infra::{ingest::Ingest, last_seen::LastSeen},
     metrics,
+    model::{IdempotencyKey, Upload, UploadReceipt},
 };
 
 /// A fix may be this far in the future (phone clocks drift).
@@ -27,30 +26,6 @@ pub const ALTITUDE_LIMIT: f64 = 1_000_000.0;
 /// Largest accuracy or speed: a round number just below the largest REAL (3.4028235e38), so the
 /// bound can be stated exactly in the API document.
 pub const REAL_MAX: f64 = 3.4e38;
-
-/// One validated GPS fix, ready to store.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Fix {
-    pub captured_at: DateTime<Utc>,
-    pub latitude: f64,
-    pub longitude: f64,
-    pub accuracy: f32,
-    pub altitude: Option<f64>,
-    pub bearing: Option<f32>,
-    pub speed: Option<f32>,
-    pub provider: Option<String>,
-    pub battery_level: Option<i16>,
-    pub network_type: Option<String>,
-}
-
-/// The newest fix of a device, as group listings show it.
-#[derive(Debug, Clone)]
-pub struct LastLocation {
-    pub latitude: f64,
-    pub longitude: f64,
-    pub accuracy: f32,
-    pub captured_at: DateTime<Utc>,
-}
 
 /// Field rules, used by the HTTP DTOs' `#[validate(custom(...))]` attributes. Bounds are
 /// inclusive; NaN and infinities are always rejected.
@@ -138,99 +113,104 @@ pub mod rules {
     }
 }
 
-/// What a successful upload answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct UploadReceipt {
-    pub success: bool,
-    pub processed_count: usize,
-}
-
-pub fn device_not_found() -> crate::error::ApiError {
-    crate::error::ApiError::NotFound("Device not found. Please register first.".into())
-}
-
-/// A device's fixes, as the service receives them (one for a single upload).
-#[derive(Debug, Clone)]
-pub struct Upload {
-    pub device_id: Uuid,
-    pub fixes: Vec<Fix>,
-}
-
 /// The answer to an upload: fresh, or the stored answer to an earlier request with the same
 /// `Idempotency-Key` (replayed as it was, status and body).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Fresh(UploadReceipt),
     Replayed { status: u16, body: serde_json::Value },
 }
 
-/// Stores every fix of the upload atomically (one statement), or none.
-///
-/// Without an idempotency key, the upload goes to the group-commit writers ([`Ingest`]): it may
-/// share its statement and commit with concurrent uploads, and answers once they are committed.
-///
-/// With one, the key is claimed (with its answer) and the fixes inserted by one statement of
-/// their own: a concurrent duplicate waits on that claim and then replays this request's stored
-/// answer, so it can never insert twice. Only successful answers are stored; a failed request
-/// (say, an unregistered device) leaves nothing behind and may be retried with the same key.
-pub async fn upload(
-    pool: &PgPool,
-    ingest: &Ingest,
-    last_seen: &LastSeen,
-    api_key_id: i64,
-    upload: Upload,
-    idempotency: Option<&IdempotencyKey>,
-) -> ApiResult<Outcome> {
-    let (device_id, count) = (upload.device_id, upload.fixes.len());
-    let store = tracing::info_span!("locations.store", device_check = true, fixes = count);
-    let receipt = match idempotency {
-        None => {
-            ingest.store(upload).instrument(store).await?;
-            UploadReceipt { success: true, processed_count: count }
-        }
-        Some(key) => match upload_once(pool, api_key_id, upload, key, store).await? {
-            Outcome::Fresh(receipt) => receipt,
-            replayed => return Ok(replayed),
-        },
-    };
-    metrics::locations_uploaded(count);
-    last_seen.touch(device_id);
-    Ok(Outcome::Fresh(receipt))
+/// Stores uploads: the group-commit writers for uploads without a key, one statement of their
+/// own for uploads with one, and the `last_seen_at` write-behind for both.
+pub struct Uploads {
+    pool: PgPool,
+    ingest: Ingest,
+    last_seen: Arc<LastSeen>,
+    max_batch: usize,
 }
 
-/// The idempotent path: key claim, rows and stored answer in one statement (see
-/// [`db::locations::insert_fixes_once`]); a key already held replays its stored answer.
-async fn upload_once(
-    pool: &PgPool,
-    api_key_id: i64,
-    upload: Upload,
-    key: &IdempotencyKey,
-    store: tracing::Span,
-) -> ApiResult<Outcome> {
-    let receipt = UploadReceipt { success: true, processed_count: upload.fixes.len() };
-    let body = serde_json::to_value(receipt).expect("a receipt serializes");
-    let mut conn = pool.acquire().await?;
-    let outcome = db::locations::insert_fixes_once(
-        &mut conn,
-        upload.device_id,
-        &upload.fixes,
-        api_key_id,
-        key,
-        200,
-        &body,
-    )
-    .instrument(store)
-    .await
-    // A device deleted while the statement ran.
-    .on_constraints(&["fk_locations_device", "fk_idempotency_keys_device"], device_not_found)?;
-    match outcome {
-        KeyedInsert::Stored => Ok(Outcome::Fresh(receipt)),
-        KeyedInsert::NoDevice => Err(device_not_found()),
-        KeyedInsert::KeyTaken => {
-            let record = db::idempotency::stored_response(&mut conn, api_key_id, key)
-                .instrument(tracing::info_span!("idempotency.replay"))
-                .await?;
-            idempotency::replay(key, record)
+impl Uploads {
+    /// `max_batch`: the most fixes one upload may carry (`limits.max_batch_size`).
+    pub fn new(pool: PgPool, ingest: Ingest, last_seen: Arc<LastSeen>, max_batch: usize) -> Self {
+        Self { pool, ingest, last_seen, max_batch }
+    }
+
+    /// Stores every fix of the upload atomically (one statement), or none; marks the device
+    /// seen. 400 for an empty upload or one of more than `max_batch` fixes; 404 when the device
+    /// is unknown or inactive.
+    ///
+    /// Without an idempotency key, the upload goes to the group-commit writers ([`Ingest`]): it
+    /// may share its statement and commit with concurrent uploads, and answers once they are
+    /// committed.
+    ///
+    /// With one, the key is claimed (with its answer) and the fixes inserted by one statement of
+    /// their own: a concurrent duplicate waits on that claim and then replays this request's
+    /// stored answer, so it can never insert twice. Only successful answers are stored; a failed
+    /// request (say, an unregistered device) leaves nothing behind and may be retried with the
+    /// same key.
+    pub async fn store(
+        &self,
+        api_key_id: i64,
+        upload: Upload,
+        idempotency: Option<&IdempotencyKey>,
+    ) -> ApiResult<Outcome> {
+        let (device_id, count) = (upload.device_id, upload.fixes.len());
+        if !(1..=self.max_batch).contains(&count) {
+            return Err(ApiError::field("locations", format!("must hold 1 to {} locations", self.max_batch)));
+        }
+        let store = tracing::info_span!("locations.store", device_check = true, fixes = count);
+        let receipt = UploadReceipt { success: true, processed_count: count };
+        match idempotency {
+            None => self.ingest.store(upload).instrument(store).await?,
+            Some(key) => {
+                if let Some(replayed) = self.store_once(api_key_id, upload, key, receipt, store).await? {
+                    return Ok(replayed);
+                }
+            }
+        }
+        metrics::locations_uploaded(count);
+        self.last_seen.touch(device_id);
+        Ok(Outcome::Fresh(receipt))
+    }
+
+    /// The idempotent path: key claim, rows and stored answer in one statement (see
+    /// [`db::locations::insert_once`]); a key already held replays its stored answer.
+    async fn store_once(
+        &self,
+        api_key_id: i64,
+        upload: Upload,
+        key: &IdempotencyKey,
+        receipt: UploadReceipt,
+        store: tracing::Span,
+    ) -> ApiResult<Option<Outcome>> {
+        let body = serde_json::to_value(receipt).expect("a receipt serializes");
+        let mut conn = self.pool.acquire().await?;
+        let inserted = db::locations::insert_once(
+            &mut conn,
+            upload.device_id,
+            &upload.fixes,
+            api_key_id,
+            key,
+            (200, &body),
+        )
+        .instrument(store)
+        .await
+        // A device deleted while the statement ran.
+        .on_constraints(
+            &["fk_locations_device", "fk_idempotency_keys_device"],
+            ApiError::device_not_registered,
+        )?;
+        match inserted {
+            KeyedInsert::Stored => Ok(None),
+            KeyedInsert::NoDevice => Err(ApiError::device_not_registered()),
+            KeyedInsert::KeyTaken => {
+                let stored = db::idempotency::stored_response(&mut conn, api_key_id, key)
+                    .instrument(tracing::info_span!("idempotency.replay"))
+                    .await?;
+                let (status, body) = idempotency::replay(key, stored)?;
+                Ok(Some(Outcome::Replayed { status, body }))
+            }
         }
     }
 }

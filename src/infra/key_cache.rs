@@ -11,7 +11,7 @@ use std::{
 
 use chrono::Utc;
 
-use crate::domain::api_keys::AuthenticatedKey;
+use crate::model::ApiKey;
 
 /// Beyond this many cached keys, stale entries are dropped (and everything, if none is stale).
 const MAX_ENTRIES: usize = 10_000;
@@ -22,7 +22,7 @@ pub struct KeyCache {
 }
 
 struct Entry {
-    key: AuthenticatedKey,
+    key: ApiKey,
     fetched: Instant,
     /// When this replica last recorded `last_used_at` for the key.
     recorded_use: Option<Instant>,
@@ -34,8 +34,13 @@ impl KeyCache {
         Self { ttl, entries: Mutex::new(HashMap::new()) }
     }
 
+    /// No cache: every request looks its key up (the CLI, which authenticates nothing).
+    pub fn disabled() -> Self {
+        Self::new(Duration::ZERO)
+    }
+
     /// The cached key for this hash, if fresh and not expired.
-    pub fn get(&self, hash: &str) -> Option<AuthenticatedKey> {
+    pub fn get(&self, hash: &str) -> Option<ApiKey> {
         if self.ttl.is_zero() {
             return None;
         }
@@ -49,7 +54,7 @@ impl KeyCache {
         Some(entry.key.clone())
     }
 
-    pub fn insert(&self, hash: String, key: AuthenticatedKey) {
+    pub fn insert(&self, hash: String, key: ApiKey) {
         if self.ttl.is_zero() {
             return;
         }
@@ -84,12 +89,15 @@ impl KeyCache {
 mod tests {
     use super::*;
 
-    fn key(expires_in: Option<chrono::Duration>) -> AuthenticatedKey {
-        AuthenticatedKey {
+    fn key(expires_in: Option<chrono::Duration>) -> ApiKey {
+        ApiKey {
             id: 1,
-            name: "k".into(),
             prefix: "pm_abcde".into(),
+            name: "k".into(),
+            is_active: true,
             is_admin: false,
+            created_at: Utc::now(),
+            last_used_at: None,
             expires_at: expires_in.map(|d| Utc::now() + d),
         }
     }

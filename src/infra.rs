@@ -1,0 +1,8 @@
+//! Infrastructure that owns tasks, connections or caches, in service of the rules in
+//! `domain`: group commit of uploads, the `last_seen_at` write-behind, the API-key cache and
+//! the rate limiters. Nothing here decides a business rule.
+
+pub mod ingest;
+pub mod key_cache;
+pub mod last_seen;
+pub mod rate_limit;
