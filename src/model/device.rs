@@ -124,7 +124,7 @@ pub struct DataExport {
     pub exported_at: DateTime<Utc>,
     pub device: Device,
     /// Every stored location, oldest capture first.
-    pub locations: Vec<super::StoredFix>,
+    pub locations: Vec<super::fix::StoredFix>,
     /// How many locations the export holds.
     pub location_count: u64,
 }

@@ -2,6 +2,7 @@
 //! One test binary (one link step) with a module per concern.
 
 mod admin;
+mod architecture;
 mod auth;
 mod cli;
 mod contract;
