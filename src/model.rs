@@ -14,6 +14,8 @@ pub mod schema;
 
 pub use api_key::{ApiKey, IssuedKey};
 pub use audit::{Actor, AuditEntry, AuditFilter, AuditPage, NewAuditEntry};
-pub use device::{DataExport, Device, GroupMember, LastLocation, Platform, Registration, SystemStats};
+pub use device::{
+    DataExport, Device, GroupMember, LastLocation, Membership, Platform, Registration, SystemStats,
+};
 pub use fix::{Fix, StoredFix, Upload, UploadReceipt};
 pub use idempotency::{IdempotencyKey, StoredResponse};

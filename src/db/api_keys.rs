@@ -59,46 +59,36 @@ pub async fn touch_last_used(pool: &PgPool, id: i64) -> sqlx::Result<()> {
     .map(drop)
 }
 
-pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<ApiKey>> {
+/// Every key (oldest first), or those with this id, or those whose prefix starts with
+/// `prefix` (an administrator may type fewer than 8 characters). The table holds a handful of
+/// keys: one statement serves all three lookups.
+async fn select(db: impl PgExecutor<'_>, id: Option<i64>, prefix: Option<&str>) -> sqlx::Result<Vec<ApiKey>> {
     observe!(
         "SELECT",
         "api_keys",
         sqlx::query_as!(
             ApiKey,
             r#"SELECT id, key_prefix AS prefix, name, is_active, is_admin, created_at, last_used_at, expires_at
-               FROM api_keys ORDER BY id"#,
-        ),
-        fetch_all(pool)
-    )
-}
-
-/// Keys whose prefix starts with `prefix` (an administrator may type fewer than 8 characters).
-pub async fn find_by_prefix(db: impl PgExecutor<'_>, prefix: &str) -> sqlx::Result<Vec<ApiKey>> {
-    observe!(
-        "SELECT",
-        "api_keys",
-        sqlx::query_as!(
-            ApiKey,
-            r#"SELECT id, key_prefix AS prefix, name, is_active, is_admin, created_at, last_used_at, expires_at
-               FROM api_keys WHERE starts_with(key_prefix, $1) ORDER BY id"#,
+               FROM api_keys
+               WHERE ($1::bigint IS NULL OR id = $1) AND ($2::text IS NULL OR starts_with(key_prefix, $2))
+               ORDER BY id"#,
+            id,
             prefix,
         ),
         fetch_all(db)
     )
 }
 
+pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<ApiKey>> {
+    select(pool, None, None).await
+}
+
+pub async fn find_by_prefix(db: impl PgExecutor<'_>, prefix: &str) -> sqlx::Result<Vec<ApiKey>> {
+    select(db, None, Some(prefix)).await
+}
+
 pub async fn find_by_id(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<ApiKey>> {
-    observe!(
-        "SELECT",
-        "api_keys",
-        sqlx::query_as!(
-            ApiKey,
-            r#"SELECT id, key_prefix AS prefix, name, is_active, is_admin, created_at, last_used_at, expires_at
-               FROM api_keys WHERE id = $1"#,
-            id,
-        ),
-        fetch_optional(db)
-    )
+    Ok(select(db, Some(id), None).await?.pop())
 }
 
 /// Marks the key inactive; returns false when no such key exists.

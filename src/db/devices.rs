@@ -3,7 +3,7 @@
 use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
-use crate::model::{Device, GroupMember, LastLocation, Platform, Registration, SystemStats};
+use crate::model::{Device, GroupMember, LastLocation, Membership, Platform, Registration, SystemStats};
 
 /// Namespace of the group advisory locks (first key of the two-key form), so they cannot
 /// collide with other advisory locks in the database.
@@ -37,16 +37,17 @@ pub async fn find(db: impl PgExecutor<'_>, device_id: Uuid) -> sqlx::Result<Opti
     )
 }
 
-/// The device, locking its row for the rest of the transaction.
-pub async fn find_for_update(tx: &mut PgConnection, device_id: Uuid) -> sqlx::Result<Option<Device>> {
+/// The device's group and state, locking its row for the rest of the transaction.
+pub async fn find_membership_for_update(
+    tx: &mut PgConnection,
+    device_id: Uuid,
+) -> sqlx::Result<Option<Membership>> {
     observe!(
         "SELECT",
         "devices",
         sqlx::query_as!(
-            Device,
-            r#"SELECT device_id, display_name, group_id, platform AS "platform: Platform", fcm_token, active,
-                      last_seen_at, created_at, updated_at
-               FROM devices WHERE device_id = $1 FOR UPDATE"#,
+            Membership,
+            "SELECT group_id, active FROM devices WHERE device_id = $1 FOR UPDATE",
             device_id
         ),
         fetch_optional(tx)

@@ -51,7 +51,8 @@ impl Admin {
         let mut tx = db::begin(&self.pool).await?;
         let current = db::devices::find(&mut *tx, device_id).await?.ok_or_else(not_found)?;
         db::devices::lock_group(&mut tx, &current.group_id).await?;
-        let locked = db::devices::find_for_update(&mut tx, device_id).await?.ok_or_else(not_found)?;
+        let locked =
+            db::devices::find_membership_for_update(&mut tx, device_id).await?.ok_or_else(not_found)?;
         if !locked.active {
             devices::ensure_room_in_group(&mut tx, &locked.group_id, self.max_per_group).await?;
         }

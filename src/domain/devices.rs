@@ -106,9 +106,9 @@ impl Devices {
     pub async fn register(&self, registration: Registration) -> ApiResult<Device> {
         let mut tx = db::begin(&self.pool).await?;
         db::devices::lock_group(&mut tx, &registration.group_id).await?;
-        let current = db::devices::find_for_update(&mut tx, registration.device_id).await?;
+        let current = db::devices::find_membership_for_update(&mut tx, registration.device_id).await?;
         let already_member =
-            current.as_ref().is_some_and(|d| d.active && d.group_id == registration.group_id);
+            current.as_ref().is_some_and(|m| m.active && m.group_id == registration.group_id);
         if !already_member {
             ensure_room_in_group(&mut tx, &registration.group_id, self.max_per_group).await?;
         }

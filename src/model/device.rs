@@ -48,6 +48,13 @@ pub struct Device {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Where a device belongs, and whether it counts toward its group's limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub group_id: String,
+    pub active: bool,
+}
+
 /// A registration that passed validation: create the device, or update it.
 #[derive(Debug, Clone)]
 pub struct Registration {
