@@ -20,7 +20,7 @@ pub const JOB_FAILURES_TOTAL: &str = "background_job_failures_total";
 pub const INGEST_STATEMENT_REQUESTS: &str = "ingest_statement_requests";
 pub const INGEST_QUEUE_WAIT: &str = "ingest_queue_wait_seconds";
 
-/// Story 4.1's buckets, in seconds.
+/// Request latency buckets, in seconds: 1 ms to 5 s, dense around the 50–200 ms a phone notices.
 const HTTP_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0];
 const DB_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 const INGEST_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];

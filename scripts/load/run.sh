@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Load test of the Phone Manager service (issue #9): seeds a fresh database, runs each endpoint
+# Load test of the Phone Manager service: seeds a fresh database, runs each endpoint
 # alone at maximum throughput and then the spec's mix at a fixed offered rate over many open
 # connections, samples the server's memory and the database connections, and writes
 # docs/load-test-results.md.
@@ -453,7 +453,7 @@ direct_sql() { # name -> pgbench script on stdout
       for ((i = 1; i <= LOAD_BATCH_SIZE; i++)); do printf '  %s%s\n' "$row" "$( ((i < LOAD_BATCH_SIZE)) && echo , || echo ';')"; done ;;
     list)
       printf '\\set g random(1, %s)\n' "$n_groups"
-      printf '%s\n' "SELECT device_id, display_name, group_id, platform, active, last_seen_at, created_at, updated_at, last_latitude, last_longitude, last_accuracy, last_captured_at FROM devices_with_last_location WHERE group_id = 'g-' || :g AND active ORDER BY display_name, device_id;" ;;
+      printf '%s\n' "SELECT device_id, display_name, platform, last_seen_at, last_location FROM devices_with_last_location WHERE group_id = 'g-' || :g AND active ORDER BY display_name, device_id;" ;;
   esac
 }
 run_direct() { # name
