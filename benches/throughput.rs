@@ -71,7 +71,10 @@ async fn main() -> anyhow::Result<()> {
         axum::serve(bare, router).await
     });
 
-    let key = ApiKeys::new(pool.clone(), KeyCache::disabled()).create("bench", false, None).await?.key;
+    let key = ApiKeys::new(pool.clone(), std::sync::Arc::new(KeyCache::disabled()))
+        .create("bench", false, None)
+        .await?
+        .key;
     let result = run(port, bare_port, &key, &pool).await;
     pool.close().await;
     let admin = PgPool::connect(&server_url()).await?;

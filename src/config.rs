@@ -88,6 +88,7 @@ pub struct LimitsSettings {
     pub max_devices_per_group: u32,
     pub max_batch_size: u32,
     pub location_retention_days: u32,
+    pub max_clock_skew_secs: u32,
     pub audit_retention_days: u32,
     pub max_body_bytes: usize,
 }
@@ -260,6 +261,16 @@ impl ServerSettings {
 
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_secs(self.header_read_timeout_secs)
+    }
+}
+
+impl LimitsSettings {
+    pub fn location_retention(&self) -> chrono::Duration {
+        chrono::Duration::days(self.location_retention_days.into())
+    }
+
+    pub fn max_clock_skew(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.max_clock_skew_secs.into())
     }
 }
 

@@ -18,6 +18,7 @@ pub mod devices;
 pub mod health;
 pub mod idempotency;
 pub mod locations;
+pub mod notify;
 
 use std::{
     future::Future,

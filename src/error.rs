@@ -41,8 +41,8 @@ impl FieldError {
 pub struct ErrorBody {
     /// Machine-readable code: `validation_error`, `unauthorized`, `forbidden`, `not_found`,
     /// `method_not_allowed`, `request_timeout`, `conflict`, `payload_too_large`,
-    /// `idempotency_key_reused`, `rate_limit_exceeded`, `service_unavailable` or
-    /// `internal_error`.
+    /// `unsupported_media_type`, `idempotency_key_reused`, `rate_limit_exceeded`,
+    /// `service_unavailable` or `internal_error`.
     pub error: &'static str,
     /// Human-readable explanation.
     pub message: String,
@@ -70,6 +70,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("Request exceeds maximum size{}", .limit_bytes.map(|b| format!(" of {b} bytes")).unwrap_or_default())]
     PayloadTooLarge { limit_bytes: Option<usize> },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("{0}")]
     IdempotencyKeyReused(String),
     #[error("Rate limit of {limit} requests/{per} exceeded")]
@@ -113,6 +115,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -130,6 +133,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::IdempotencyKeyReused(_) => "idempotency_key_reused",
             Self::RateLimited { .. } => "rate_limit_exceeded",
             Self::RequestTimeout(_) => "request_timeout",

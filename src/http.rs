@@ -14,17 +14,21 @@ use axum::{
     extract::DefaultBodyLimit,
     http::{HeaderName, Method, StatusCode, Uri, header},
     middleware::{from_fn, from_fn_with_state},
+    response::IntoResponse,
+    routing::get,
 };
 use tower::{BoxError, ServiceBuilder};
 use tower_http::{
     catch_panic::CatchPanicLayer,
     cors::{AllowOrigin, CorsLayer},
+    decompression::RequestDecompressionLayer,
+    limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     timeout::TimeoutLayer,
     trace::TraceLayer,
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
-use utoipa_swagger_ui::SwaggerUi;
+use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::{config::SecuritySettings, error::ApiError, headers, state::AppState};
 use extract::BodyLimit;
@@ -77,9 +81,20 @@ pub fn app(state: AppState, spec: utoipa::openapi::OpenApi) -> Router {
         .route_layer(from_fn_with_state(state.clone(), middleware::rate_limit::limit))
         .route_layer(from_fn_with_state(state.clone(), middleware::auth::require_api_key))
         .merge(legacy::router())
-        .merge(SwaggerUi::new("/docs").url(OPENAPI_JSON_PATH, spec))
+        .route(OPENAPI_JSON_PATH, get(openapi_document(&spec, settings.limits.max_clock_skew())))
+        .merge(SwaggerUi::new("/docs").config(Config::from(OPENAPI_JSON_PATH)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Request bodies, innermost first (each layer changes the body type, so each is a layer
+        // of its own): the handlers' extractors read at most `body_limit` bytes of the decoded
+        // body, so a small compressed body cannot expand into a large one; gzip and deflate are
+        // decoded (any other Content-Encoding is a 415); and a declared Content-Length over the
+        // limit is refused before any of the body is read (a client sending `Expect:
+        // 100-continue` never uploads it).
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(Extension(BodyLimit(body_limit)))
+        .layer(RequestDecompressionLayer::new())
+        .layer(RequestBodyLimitLayer::new(body_limit))
         // Outermost first: the request id exists before the span that logs it; CORS answers
         // preflights before anything asks for a key.
         .layer(
@@ -98,13 +113,14 @@ pub fn app(state: AppState, spec: utoipa::openapi::OpenApi) -> Router {
                 .layer(from_fn_with_state(state.clone(), middleware::security_headers::add))
                 .option_layer(cors(&settings.security))
                 .layer(CatchPanicLayer::custom(errors::panic_response))
-                .layer(axum::middleware::map_response(errors::ensure_json_errors))
+                .layer(axum::middleware::map_response_with_state(
+                    BodyLimit(body_limit),
+                    errors::ensure_json_errors,
+                ))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
                     settings.server.request_timeout(),
-                ))
-                .layer(Extension(BodyLimit(body_limit)))
-                .layer(DefaultBodyLimit::max(body_limit)),
+                )),
         )
         .with_state(state);
 
@@ -119,6 +135,19 @@ pub fn app(state: AppState, spec: utoipa::openapi::OpenApi) -> Router {
             .load_shed()
             .concurrency_limit(settings.server.max_concurrent_requests),
     )
+}
+
+/// Serves the document with the clock filled in ([`docs::with_clock`]).
+fn openapi_document(
+    spec: &utoipa::openapi::OpenApi,
+    max_skew: chrono::Duration,
+) -> impl Fn() -> std::future::Ready<axum::response::Response> + Clone + Send + Sync + 'static {
+    let document = std::sync::Arc::new(serde_json::to_value(spec).expect("the document serializes"));
+    let max_skew_ms = max_skew.num_milliseconds();
+    move || {
+        let live = docs::with_clock(&document, chrono::Utc::now().timestamp_millis(), max_skew_ms);
+        std::future::ready(axum::Json(live).into_response())
+    }
 }
 
 /// CORS for browser clients: any origin with `*`, else exactly the configured ones.
@@ -145,6 +174,7 @@ fn cors(security: &SecuritySettings) -> Option<CorsLayer> {
             .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
             .allow_headers([
                 header::CONTENT_TYPE,
+                header::CONTENT_ENCODING,
                 header::ACCEPT,
                 header(headers::API_KEY),
                 header(headers::IDEMPOTENCY_KEY),

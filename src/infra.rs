@@ -3,6 +3,7 @@
 //! the rate limiters. Nothing here decides a business rule.
 
 pub mod ingest;
+pub mod invalidation;
 pub mod key_cache;
 pub mod last_seen;
 pub mod rate_limit;

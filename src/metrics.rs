@@ -12,6 +12,7 @@ pub const DB_QUERY_DURATION: &str = "database_query_duration_seconds";
 pub const DB_CONNECTIONS_ACTIVE: &str = "database_connections_active";
 pub const DB_CONNECTIONS_IDLE: &str = "database_connections_idle";
 pub const LOCATIONS_UPLOADED_TOTAL: &str = "locations_uploaded_total";
+pub const LOCATIONS_NOT_STORED_TOTAL: &str = "locations_not_stored_total";
 pub const DEVICES_REGISTERED_TOTAL: &str = "devices_registered_total";
 pub const RATE_LIMITED_TOTAL: &str = "rate_limit_rejections_total";
 pub const JOB_DURATION: &str = "background_job_duration_seconds";
@@ -65,6 +66,10 @@ fn describe() {
     describe_gauge!(DB_CONNECTIONS_IDLE, "Pool connections idle");
     describe_counter!(LOCATIONS_UPLOADED_TOTAL, "Locations stored (replays not counted)");
     describe_counter!(
+        LOCATIONS_NOT_STORED_TOTAL,
+        "Uploaded locations acknowledged without storing, by reason (duplicate, expired)"
+    );
+    describe_counter!(
         DEVICES_REGISTERED_TOTAL,
         "Successful device registrations, by whether the device was new"
     );
@@ -110,8 +115,14 @@ pub fn record_pool(size: u32, idle: usize) {
     gauge!(DB_CONNECTIONS_ACTIVE).set((f64::from(size) - idle).max(0.0));
 }
 
-pub fn locations_uploaded(count: usize) {
-    counter!(LOCATIONS_UPLOADED_TOTAL).increment(count as u64);
+/// Counts what an upload did with its fixes: stored, or acknowledged without storing.
+pub fn locations_uploaded(receipt: &crate::model::UploadReceipt) {
+    counter!(LOCATIONS_UPLOADED_TOTAL).increment(receipt.stored_count as u64);
+    for (reason, count) in [("duplicate", receipt.duplicate_count), ("expired", receipt.expired_count)] {
+        if count > 0 {
+            counter!(LOCATIONS_NOT_STORED_TOTAL, "reason" => reason).increment(count as u64);
+        }
+    }
 }
 
 pub fn ingest_statement(requests: usize, queue_wait: Duration) {

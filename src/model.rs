@@ -12,7 +12,7 @@ pub mod fix;
 pub mod idempotency;
 pub mod schema;
 
-pub use api_key::{ApiKey, IssuedKey};
+pub use api_key::{ApiKey, Invalidation, IssuedKey};
 pub use audit::{Actor, AuditEntry, AuditFilter, AuditPage, NewAuditEntry};
 pub use device::{
     DataExport, Device, GroupMember, LastLocation, Membership, Platform, Registration, SystemStats,

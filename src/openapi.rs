@@ -53,6 +53,7 @@ use crate::{
             responses::Conflict,
             responses::IdempotencyKeyReused,
             responses::PayloadTooLarge,
+            responses::UnsupportedMediaType,
             responses::RateLimited,
             responses::RequestTimeout,
             responses::ServiceUnavailable,

@@ -23,6 +23,7 @@ use crate::{
     http,
     infra::{
         ingest::Ingest,
+        invalidation,
         key_cache::KeyCache,
         last_seen::{self, LastSeen},
         rate_limit::RateLimiter,
@@ -58,16 +59,18 @@ impl Application {
             TcpListener::bind(&address).await.with_context(|| format!("cannot listen on {address}"))?;
         metrics::handle();
         let last_seen = LastSeen::start(pool.clone(), last_seen::DEFAULT_WINDOW);
+        let key_cache = Arc::new(KeyCache::new(settings.security.api_key_cache()));
+        invalidation::start(pool.clone(), key_cache.clone());
         let limits = &settings.limits;
         let state = AppState {
-            keys: Arc::new(ApiKeys::new(pool.clone(), KeyCache::new(settings.security.api_key_cache()))),
+            keys: Arc::new(ApiKeys::new(pool.clone(), key_cache)),
             rate_limiter: Arc::new(RateLimiter::new(&settings.security)),
             devices: Devices::new(pool.clone(), limits.max_devices_per_group),
             uploads: Arc::new(Uploads::new(
                 pool.clone(),
                 Ingest::start(pool.clone(), &settings.ingest),
                 last_seen.clone(),
-                limits.max_batch_size as usize,
+                limits,
             )),
             privacy: Privacy::new(pool.clone()),
             admin: Admin::new(pool.clone(), limits.max_devices_per_group),

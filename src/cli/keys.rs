@@ -1,5 +1,7 @@
 //! `phone-manager keys …`: create, list, rotate and deactivate API keys.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::PgPool;
@@ -13,7 +15,7 @@ use crate::{
 };
 
 pub async fn run(pool: &PgPool, command: KeysCommand) -> anyhow::Result<()> {
-    let api_keys = ApiKeys::new(pool.clone(), KeyCache::disabled());
+    let api_keys = ApiKeys::new(pool.clone(), Arc::new(KeyCache::disabled()));
     match command {
         KeysCommand::Create { name, admin, expires_in_days, json } => {
             let issued = api_keys.create(&name, admin, expires_in_days).await.map_err(describe)?;

@@ -124,8 +124,10 @@ pub async fn activate(tx: &mut PgConnection, device_id: Uuid) -> sqlx::Result<De
     )
 }
 
-/// Active members of a group by display name (device id breaks ties, so the order is stable),
-/// each with its newest location. One query through the devices_with_last_location view: the
+/// Active members of a group by display name as people read it (the ICU root collation:
+/// alpha, Bravo, charlie, Delta, émile, Zoe; not by byte, which puts every capital first),
+/// device id breaking ties so the order is stable, each with its newest location. A group holds
+/// at most 20 devices, so the sort needs no index of its own. One query through the devices_with_last_location view: the
 /// group filter uses idx_devices_active (group_id, active), and the view's subquery is one
 /// probe of idx_locations_device_captured (device_id, captured_at DESC) per member, never a
 /// scan and never one query per device.
@@ -140,7 +142,7 @@ pub async fn list_active_in_group(db: impl PgExecutor<'_>, group_id: &str) -> sq
                       last_location AS "last_location: LastLocation"
                FROM devices_with_last_location
                WHERE group_id = $1 AND active
-               ORDER BY display_name, device_id"#,
+               ORDER BY display_name COLLATE "und-x-icu", device_id"#,
             group_id
         ),
         fetch_all(db)

@@ -1,5 +1,6 @@
-//! The `idempotency_keys` table. Records are written together with the upload they answer
-//! (`locations::insert_once`); here they are read back for a replay, and expired.
+//! The `idempotency_keys` table. Records are claimed together with the upload they answer
+//! (`locations::insert_batch`); here they get their answer, are read back for a replay, and
+//! expire.
 
 use sqlx::{PgConnection, PgPool};
 
@@ -23,6 +24,25 @@ pub async fn stored_response(
         ),
         fetch_one(conn)
     )
+}
+
+/// Stores the answers of records claimed earlier in this transaction (by
+/// [`locations::insert_batch`](super::locations::insert_batch)): `(record id, response body)`.
+pub async fn set_answers(tx: &mut PgConnection, answers: &[(i64, serde_json::Value)]) -> sqlx::Result<()> {
+    let (ids, bodies): (Vec<i64>, Vec<serde_json::Value>) = answers.iter().cloned().unzip();
+    observe!(
+        "UPDATE",
+        "idempotency_keys",
+        sqlx::query!(
+            "UPDATE idempotency_keys AS k SET response_body = a.body
+             FROM UNNEST($1::int8[], $2::jsonb[]) AS a(id, body)
+             WHERE k.id = a.id",
+            &ids,
+            &bodies,
+        ),
+        execute(tx)
+    )
+    .map(drop)
 }
 
 /// Deletes up to `batch` expired records; the expiry job calls it until it returns less.

@@ -1,81 +1,91 @@
 //! The `locations` table.
 
+use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::model::{Fix, IdempotencyKey, StoredFix};
 
-/// Inserts fixes of one or many devices in one statement, each device's only if it exists and
-/// is active. `devices[i]` owns `fixes[i]`. Returns the devices whose fixes were stored: an
-/// unknown or inactive device's rows are left out, every other row goes in. One round trip
-/// whatever the number of rows, so concurrent uploads can share it (see `infra::ingest`).
+/// The uploads of one statement, as the arrays it binds: one entry per request, per fix and
+/// per `Idempotency-Key`. Requests are numbered by the caller; no two may carry the same fix
+/// (device and instant) or the same key, so that each stored row and claimed key names one.
+#[derive(Debug, Default)]
+pub struct Batch<'a> {
+    requests: Vec<i32>,
+    devices: Vec<Uuid>,
+    fix_requests: Vec<i32>,
+    fixes: Vec<&'a Fix>,
+    key_requests: Vec<i32>,
+    api_keys: Vec<i64>,
+    key_hashes: Vec<&'a str>,
+    request_hashes: Vec<&'a str>,
+}
+
+impl<'a> Batch<'a> {
+    /// Adds request `request`: its device's fixes, and the key to claim for them if any.
+    pub fn push(
+        &mut self,
+        request: i32,
+        device_id: Uuid,
+        fixes: &'a [Fix],
+        key: Option<(i64, &'a IdempotencyKey)>,
+    ) {
+        self.requests.push(request);
+        self.devices.push(device_id);
+        for fix in fixes {
+            self.fix_requests.push(request);
+            self.fixes.push(fix);
+        }
+        if let Some((api_key_id, key)) = key {
+            self.key_requests.push(request);
+            self.api_keys.push(api_key_id);
+            self.key_hashes.push(&key.key_hash);
+            self.request_hashes.push(&key.request_hash);
+        }
+    }
+}
+
+/// What [`insert_batch`] did, by request number.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inserted {
+    /// Requests whose device exists and is active; the others wrote nothing.
+    pub active: Vec<i32>,
+    /// Requests whose key this statement claimed, with the idempotency record's id; a keyed
+    /// request not listed found its key held by a live record and wrote nothing.
+    pub claimed: Vec<(i32, i64)>,
+    /// The rows stored: each fix's device and instant (a fix already stored is not listed).
+    pub stored: Vec<(Uuid, DateTime<Utc>)>,
+}
+
+/// Stores the uploads of many requests in ONE statement: for each request whose device exists
+/// and is active, claims its `Idempotency-Key` (when it has one: a new key, or one whose record
+/// expired; a live holder is waited for, then left alone) and inserts its fixes if it has no key
+/// or claimed it. A fix already stored for the device at that instant is skipped
+/// (`ON CONFLICT DO NOTHING` on uq_locations_device_captured), so retries never store twice.
+/// Claimed records get a placeholder answer; the caller stores the real one
+/// ([`idempotency::set_answers`](super::idempotency::set_answers)) in the same transaction.
 ///
-/// The fixes travel as one array of the composite type `fix`; UNNEST expands each into its
-/// columns, in the type's order, which is the order of the INSERT's column list.
-pub async fn insert(conn: &mut PgConnection, devices: &[Uuid], fixes: &[&Fix]) -> sqlx::Result<Vec<Uuid>> {
-    // `active` is read once, in the statement's snapshot; the INSERT takes only those devices'
-    // rows. A data-modifying WITH runs whether or not the final SELECT reads it.
-    observe!(
-        "INSERT",
-        "locations",
-        sqlx::query_scalar!(
-            r#"WITH fixes AS (
-                   SELECT * FROM UNNEST($1::uuid[], $2::fix[]) AS t(device_id)
-               ),
-               active AS (
-                   SELECT device_id FROM devices WHERE device_id = ANY($1::uuid[]) AND active
-               ),
-               stored AS (
-                   INSERT INTO locations (device_id, captured_at, latitude, longitude, accuracy, altitude,
-                                          bearing, speed, provider, battery_level, network_type)
-                   SELECT * FROM fixes f WHERE f.device_id IN (SELECT device_id FROM active)
-               )
-               SELECT device_id AS "device_id!" FROM active"#,
-            devices,
-            fixes as &[&Fix],
-        ),
-        fetch_all(conn)
-    )
-}
-
-/// What [`insert_once`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyedInsert {
-    /// The device is unknown or inactive: nothing was written.
-    NoDevice,
-    /// The key was claimed, its answer stored and the fixes inserted, all in this statement.
-    Stored,
-    /// A live record already holds the key (this statement waited for a concurrent holder to
-    /// commit): nothing was written; replay that record.
-    KeyTaken,
-}
-
-/// An upload with an `Idempotency-Key` in ONE statement (one round trip, one commit): claims
-/// the key with its final answer (`status`, `body`) and inserts the fixes, both only if the
-/// device is active, and the fixes only if the key was claimed. A key is claimed when it is
-/// new or its record expired; a concurrent holder's row is waited for (ON CONFLICT), so a
-/// duplicate never inserts twice. Only successful answers are ever stored: an unknown device
-/// writes nothing.
-pub async fn insert_once(
-    conn: &mut PgConnection,
-    device_id: Uuid,
-    fixes: &[Fix],
-    api_key_id: i64,
-    key: &IdempotencyKey,
-    answer: (i16, &serde_json::Value),
-) -> sqlx::Result<KeyedInsert> {
-    let (status, body) = answer;
+/// Rows and keys are written in index order, so two statements that overlap wait for each other
+/// instead of deadlocking. The fixes travel as one array of the composite type `fix`, which
+/// UNNEST expands into its columns.
+pub async fn insert_batch(conn: &mut PgConnection, batch: &Batch<'_>) -> sqlx::Result<Inserted> {
     let row = observe!(
         "INSERT",
         "locations",
         sqlx::query!(
-            r#"WITH device AS (
-                   SELECT device_id FROM devices WHERE device_id = $1 AND active
+            r#"WITH requests AS (
+                   SELECT r.request, r.device_id
+                   FROM UNNEST($1::int4[], $2::uuid[]) AS r(request, device_id)
+                   JOIN devices d ON d.device_id = r.device_id AND d.active
                ),
-               claim AS (
+               claims AS (
                    INSERT INTO idempotency_keys (api_key_id, key_hash, request_hash, device_id,
                                                  response_status, response_body)
-                   SELECT $3, $4, $5, device_id, $6, $7 FROM device
+                   SELECT k.api_key_id, k.key_hash, k.request_hash, r.device_id, 200, '{}'::jsonb
+                   FROM UNNEST($5::int4[], $6::int8[], $7::text[], $8::text[])
+                        AS k(request, api_key_id, key_hash, request_hash)
+                   JOIN requests r USING (request)
+                   ORDER BY k.api_key_id, k.key_hash
                    ON CONFLICT ON CONSTRAINT uq_idempotency_keys_api_key_key DO UPDATE SET
                        request_hash = EXCLUDED.request_hash,
                        device_id = EXCLUDED.device_id,
@@ -84,33 +94,50 @@ pub async fn insert_once(
                        created_at = now(),
                        expires_at = now() + INTERVAL '24 hours'
                    WHERE idempotency_keys.expires_at <= now()
-                   RETURNING device_id
+                   RETURNING id, api_key_id, key_hash
+               ),
+               claimed AS (
+                   SELECT k.request, c.id
+                   FROM UNNEST($5::int4[], $6::int8[], $7::text[]) AS k(request, api_key_id, key_hash)
+                   JOIN claims c USING (api_key_id, key_hash)
                ),
                stored AS (
                    INSERT INTO locations (device_id, captured_at, latitude, longitude, accuracy, altitude,
                                           bearing, speed, provider, battery_level, network_type)
-                   SELECT c.device_id, f.* FROM claim c CROSS JOIN UNNEST($2::fix[]) AS f
+                   SELECT r.device_id, f.captured_at, f.latitude, f.longitude, f.accuracy, f.altitude,
+                          f.bearing, f.speed, f.provider, f.battery_level, f.network_type
+                   FROM UNNEST($3::int4[], $4::fix[]) AS f(request)
+                   JOIN requests r USING (request)
+                   WHERE f.request <> ALL ($5::int4[]) OR f.request IN (SELECT request FROM claimed)
+                   ORDER BY r.device_id, f.captured_at
+                   ON CONFLICT (device_id, captured_at) DO NOTHING
+                   RETURNING device_id, captured_at
                )
-               SELECT EXISTS (SELECT 1 FROM device) AS "active!", EXISTS (SELECT 1 FROM claim) AS "claimed!""#,
-            device_id,
-            fixes as &[Fix],
-            api_key_id,
-            key.key_hash,
-            key.request_hash,
-            status,
-            body,
+               SELECT ARRAY(SELECT request FROM requests) AS "active!",
+                      ARRAY(SELECT request FROM claimed) AS "claimed_requests!",
+                      ARRAY(SELECT id FROM claimed) AS "claimed_records!",
+                      ARRAY(SELECT device_id FROM stored) AS "stored_devices!",
+                      ARRAY(SELECT captured_at FROM stored) AS "stored_at!""#,
+            &batch.requests,
+            &batch.devices,
+            &batch.fix_requests,
+            &batch.fixes as &[&Fix],
+            &batch.key_requests,
+            &batch.api_keys,
+            &batch.key_hashes as &[&str],
+            &batch.request_hashes as &[&str],
         ),
         fetch_one(conn)
     )?;
-    Ok(match (row.active, row.claimed) {
-        (false, _) => KeyedInsert::NoDevice,
-        (true, true) => KeyedInsert::Stored,
-        (true, false) => KeyedInsert::KeyTaken,
+    Ok(Inserted {
+        active: row.active,
+        claimed: row.claimed_requests.into_iter().zip(row.claimed_records).collect(),
+        stored: row.stored_devices.into_iter().zip(row.stored_at).collect(),
     })
 }
 
-/// One retention batch: deletes at most `batch` locations created more than `retention_days`
-/// ago (oldest first, via idx_locations_created_at) and returns how many it deleted.
+/// One retention batch: deletes at most `batch` locations captured more than `retention_days`
+/// ago (oldest first, via idx_locations_captured_at) and returns how many it deleted.
 pub async fn cleanup_old_batch(pool: &PgPool, retention_days: i32, batch: i64) -> sqlx::Result<u64> {
     let batch = i32::try_from(batch).unwrap_or(i32::MAX);
     let deleted = observe!(

@@ -1,6 +1,8 @@
 //! API keys: `pm_` + 45 URL-safe base64 characters from a CSPRNG. Only the SHA-256 hash (hex)
 //! and the first 8 characters (the prefix an administrator sees, e.g. `pm_aBcDe`) are stored.
 
+use std::sync::Arc;
+
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
@@ -10,7 +12,7 @@ use crate::{
     db,
     error::{ApiError, ApiResult},
     infra::key_cache::KeyCache,
-    model::{ApiKey, IssuedKey},
+    model::{ApiKey, Invalidation, IssuedKey},
 };
 
 pub const KEY_PREFIX: &str = "pm_";
@@ -58,12 +60,12 @@ pub enum KeySelector {
 /// Authentication of requests, and the key administration behind `phone-manager keys`.
 pub struct ApiKeys {
     pool: PgPool,
-    cache: KeyCache,
+    cache: Arc<KeyCache>,
 }
 
 impl ApiKeys {
     /// `cache`: this replica's cache of recent lookups ([`KeyCache::disabled`] for the CLI).
-    pub fn new(pool: PgPool, cache: KeyCache) -> Self {
+    pub fn new(pool: PgPool, cache: Arc<KeyCache>) -> Self {
         Self { pool, cache }
     }
 
@@ -133,6 +135,7 @@ impl ApiKeys {
             )));
         }
         db::api_keys::deactivate(&mut *tx, old.id).await?;
+        announce(&mut tx, old.id).await?;
         let expires_at = old.expires_at.filter(|at| *at > Utc::now());
         let issued = insert_new(&mut tx, &old.name, old.is_admin, expires_at).await?;
         db::commit(tx).await?;
@@ -144,10 +147,17 @@ impl ApiKeys {
         let mut tx = db::begin(&self.pool).await?;
         let mut key = resolve(&mut tx, selector).await?;
         db::api_keys::deactivate(&mut *tx, key.id).await?;
+        announce(&mut tx, key.id).await?;
         db::commit(tx).await?;
         key.is_active = false;
         Ok(key)
     }
+}
+
+/// Tells every replica, when the transaction commits, to forget the key.
+async fn announce(tx: &mut sqlx::PgConnection, id: i64) -> ApiResult<()> {
+    let notice = Invalidation::ApiKey(id).to_string();
+    Ok(db::notify::send(tx, db::notify::INVALIDATIONS, &notice).await?)
 }
 
 async fn resolve(db: &mut sqlx::PgConnection, selector: &KeySelector) -> ApiResult<ApiKey> {

@@ -1,6 +1,11 @@
 //! Uploads of GPS fixes: the field rules, and storing an upload (single or batch) once.
+//!
+//! Every fix of an upload is accounted for in its answer: stored, a duplicate of one already
+//! stored for that device and capture instant (acknowledged, not stored again), or captured
+//! before the retention period (acknowledged, not stored). A retry, a resent offline buffer or
+//! an old fix therefore never costs the phone an error, and never a second row.
 
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
 
 use chrono::{DateTime, Duration, Utc};
 use sqlx::PgPool;
@@ -8,27 +13,43 @@ use tracing::Instrument;
 use validator::ValidationError;
 
 use crate::{
-    db::{self, locations::KeyedInsert},
+    config::LimitsSettings,
+    db,
     domain::idempotency,
-    error::{ApiError, ApiResult, ResultExt},
-    infra::{ingest::Ingest, last_seen::LastSeen},
+    error::{ApiError, ApiResult},
+    infra::{
+        ingest::{Ingest, Write, Written},
+        last_seen::LastSeen,
+    },
     metrics,
     model::{IdempotencyKey, Upload, UploadReceipt},
 };
 
-/// A fix may be this far in the future (phone clocks drift).
-pub const MAX_CLOCK_SKEW: Duration = Duration::seconds(60);
-/// Older fixes are refused: offline batches older than this are stale for a live map.
-pub const MAX_AGE: Duration = Duration::days(7);
 pub const TEXT_FIELD_MAX: usize = 50;
 /// Altitude bounds in metres (mirrors chk_altitude): below the deepest mine, above any aircraft.
 pub const ALTITUDE_LIMIT: f64 = 1_000_000.0;
-/// Largest accuracy or speed: a round number just below the largest REAL (3.4028235e38), so the
-/// bound can be stated exactly in the API document.
-pub const REAL_MAX: f64 = 3.4e38;
+/// Largest accuracy or speed (mirrors chk_accuracy and chk_speed): a round number far beyond any
+/// real measurement, stated exactly in the API document.
+pub const MEASUREMENT_MAX: f64 = 3.4e38;
+
+/// The server's clock and how far ahead of it a fix's timestamp may be: the context the
+/// timestamp rule is checked in (`limits.max_clock_skew_secs`, 300 s by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    pub now: DateTime<Utc>,
+    pub max_skew: Duration,
+}
 
 /// Field rules, used by the HTTP DTOs' `#[validate(custom(...))]` attributes. Bounds are
 /// inclusive; NaN and infinities are always rejected.
+///
+/// Optional telemetry has "unknown" conventions that must never cost a phone its position:
+/// Android reports `battery_level` -1 (or `Integer.MIN_VALUE`) when it cannot read the battery,
+/// iOS `speed` and `course` (our `bearing`) -1 when they are invalid, and apps send `""` for a
+/// provider or network type they do not know. A negative battery level, bearing or speed and an
+/// empty (or blank) provider or network type therefore pass here and are stored as unknown
+/// (NULL); values that are out of range without being such a marker (battery 101, bearing 361)
+/// are refused.
 pub mod rules {
     use super::*;
 
@@ -36,17 +57,6 @@ pub mod rules {
 
     fn within(value: f64, min: f64, max: f64) -> bool {
         value.is_finite() && (min..=max).contains(&value)
-    }
-
-    /// Non-negative and at most [`REAL_MAX`], so it fits a PostgreSQL REAL.
-    fn measurement(value: f64, name: &str) -> Result<(), ValidationError> {
-        if !value.is_finite() || value < 0.0 {
-            return Err(problem("range", format!("{name} must be non-negative")));
-        }
-        if value > REAL_MAX {
-            return Err(problem("range", format!("{name} must be at most 3.4e38")));
-        }
-        Ok(())
     }
 
     pub fn latitude(value: f64) -> Result<(), ValidationError> {
@@ -61,8 +71,16 @@ pub mod rules {
             .ok_or_else(|| problem("range", "Longitude must be between -180 and 180"))
     }
 
+    /// Required, so no unknown marker: a negative horizontal accuracy is how iOS says the
+    /// position itself is invalid.
     pub fn accuracy(value: f64) -> Result<(), ValidationError> {
-        measurement(value, "Accuracy")
+        if !value.is_finite() || value < 0.0 {
+            return Err(problem("range", "Accuracy must be non-negative"));
+        }
+        if value > MEASUREMENT_MAX {
+            return Err(problem("range", "Accuracy must be at most 3.4e38"));
+        }
+        Ok(())
     }
 
     pub fn altitude(value: f64) -> Result<(), ValidationError> {
@@ -71,45 +89,63 @@ pub mod rules {
             .ok_or_else(|| problem("range", "Altitude must be between -1000000 and 1000000"))
     }
 
+    /// 0 to 360; negative means unknown.
     pub fn bearing(value: f64) -> Result<(), ValidationError> {
-        within(value, 0.0, 360.0)
-            .then_some(())
-            .ok_or_else(|| problem("range", "Bearing must be between 0 and 360"))
+        (value.is_finite() && value <= 360.0).then_some(()).ok_or_else(|| {
+            problem("range", "Bearing must be between 0 and 360 (a negative value means unknown)")
+        })
     }
 
+    /// At most 3.4e38; negative means unknown.
     pub fn speed(value: f64) -> Result<(), ValidationError> {
-        measurement(value, "Speed")
-    }
-
-    pub fn battery_level(value: i64) -> Result<(), ValidationError> {
-        (0..=100)
-            .contains(&value)
+        (value.is_finite() && value <= MEASUREMENT_MAX)
             .then_some(())
-            .ok_or_else(|| problem("range", "Battery level must be between 0 and 100"))
+            .ok_or_else(|| problem("range", "Speed must be at most 3.4e38 (a negative value means unknown)"))
     }
 
-    /// Provider and network type: 1–50 characters, no control characters.
+    /// At most 100; negative means unknown.
+    pub fn battery_level(value: i32) -> Result<(), ValidationError> {
+        (value <= 100).then_some(()).ok_or_else(|| {
+            problem("range", "Battery level must be between 0 and 100 (a negative value means unknown)")
+        })
+    }
+
+    /// Provider and network type: at most 50 characters, no control characters; empty or blank
+    /// means unknown.
     pub fn short_text(value: &str) -> Result<(), ValidationError> {
+        if value.trim().is_empty() {
+            return Ok(());
+        }
         text::plain(value, 1, TEXT_FIELD_MAX)
     }
 
-    /// Milliseconds since the Unix epoch, no more than 60 s ahead of the server's clock and
-    /// no more than 7 days old.
-    pub fn timestamp(value: i64) -> Result<(), ValidationError> {
-        timestamp_at(value, Utc::now())
-    }
-
-    pub fn timestamp_at(value: i64, now: DateTime<Utc>) -> Result<(), ValidationError> {
-        let Some(at) = DateTime::from_timestamp_millis(value) else {
+    /// Milliseconds since the Unix epoch, not negative, at most `clock.max_skew` ahead of the
+    /// server's clock. There is no lower bound: an old fix is acknowledged (and stored if it is
+    /// within the retention period).
+    pub fn timestamp(value: i64, clock: &Clock) -> Result<(), ValidationError> {
+        let Some(at) = DateTime::from_timestamp_millis(value).filter(|_| value >= 0) else {
             return Err(problem("timestamp", "must be milliseconds since the Unix epoch"));
         };
-        if at > now + MAX_CLOCK_SKEW {
-            return Err(problem("timestamp", "Timestamp must not be in the future"));
-        }
-        if at < now - MAX_AGE {
-            return Err(problem("timestamp", "Timestamp must not be older than 7 days"));
+        if at > clock.now + clock.max_skew {
+            return Err(problem(
+                "timestamp",
+                format!(
+                    "Timestamp must not be more than {} s ahead of the server's clock",
+                    clock.max_skew.num_seconds()
+                ),
+            ));
         }
         Ok(())
+    }
+
+    /// Optional telemetry as stored: an unknown marker (negative number) is no value.
+    pub fn known<T: Copy + PartialOrd + Default>(value: Option<T>) -> Option<T> {
+        value.filter(|v| *v >= T::default())
+    }
+
+    /// Optional text as stored: empty or blank is no value; anything else exactly as sent.
+    pub fn known_text(value: Option<&str>) -> Option<String> {
+        value.filter(|v| !v.trim().is_empty()).map(str::to_owned)
     }
 }
 
@@ -121,95 +157,88 @@ pub enum Outcome {
     Replayed { status: u16, body: serde_json::Value },
 }
 
-/// Stores uploads: the group-commit writers for uploads without a key, one statement of their
-/// own for uploads with one, and the `last_seen_at` write-behind for both.
+/// Stores uploads through the group-commit writers ([`Ingest`]), and marks devices seen.
 pub struct Uploads {
     pool: PgPool,
     ingest: Ingest,
     last_seen: Arc<LastSeen>,
     max_batch: usize,
+    retention: Duration,
+    max_clock_skew: Duration,
 }
 
 impl Uploads {
-    /// `max_batch`: the most fixes one upload may carry (`limits.max_batch_size`).
-    pub fn new(pool: PgPool, ingest: Ingest, last_seen: Arc<LastSeen>, max_batch: usize) -> Self {
-        Self { pool, ingest, last_seen, max_batch }
+    pub fn new(pool: PgPool, ingest: Ingest, last_seen: Arc<LastSeen>, limits: &LimitsSettings) -> Self {
+        Self {
+            pool,
+            ingest,
+            last_seen,
+            max_batch: limits.max_batch_size as usize,
+            retention: limits.location_retention(),
+            max_clock_skew: limits.max_clock_skew(),
+        }
     }
 
-    /// Stores every fix of the upload atomically (one statement), or none; marks the device
-    /// seen. 400 for an empty upload or one of more than `max_batch` fixes; 404 when the device
-    /// is unknown or inactive.
+    /// The clock an upload's timestamps are checked against, now.
+    pub fn clock(&self) -> Clock {
+        Clock { now: Utc::now(), max_skew: self.max_clock_skew }
+    }
+
+    /// Stores the upload's new fixes atomically (one statement), or none; marks the device seen.
+    /// 400 for an empty upload or one of more than `max_batch` fixes; 404 when the device is
+    /// unknown or inactive.
     ///
-    /// Without an idempotency key, the upload goes to the group-commit writers ([`Ingest`]): it
-    /// may share its statement and commit with concurrent uploads, and answers once they are
-    /// committed.
-    ///
-    /// With one, the key is claimed (with its answer) and the fixes inserted by one statement of
-    /// their own: a concurrent duplicate waits on that claim and then replays this request's
-    /// stored answer, so it can never insert twice. Only successful answers are stored; a failed
-    /// request (say, an unregistered device) leaves nothing behind and may be retried with the
-    /// same key.
+    /// Uploads go to the group-commit writers: an upload may share its statement and commit
+    /// with concurrent ones, and answers once they are committed. With an `Idempotency-Key`, the
+    /// key is claimed in the same transaction as the rows and holds the answer: a retry within
+    /// 24 h gets that answer again (a concurrent one waits for it), reusing the key for another
+    /// request is refused with 422. Only successful answers are stored; a failed request (an
+    /// unregistered device, say) leaves nothing behind and may be retried with the same key.
     pub async fn store(
         &self,
         api_key_id: i64,
         upload: Upload,
-        idempotency: Option<&IdempotencyKey>,
+        key: Option<IdempotencyKey>,
     ) -> ApiResult<Outcome> {
-        let (device_id, count) = (upload.device_id, upload.fixes.len());
+        let count = upload.fixes.len();
         if !(1..=self.max_batch).contains(&count) {
             return Err(ApiError::field("locations", format!("must hold 1 to {} locations", self.max_batch)));
         }
-        let store = tracing::info_span!("locations.store", device_check = true, fixes = count);
-        let receipt = UploadReceipt { success: true, processed_count: count };
-        match idempotency {
-            None => self.ingest.store(upload).instrument(store).await?,
-            Some(key) => {
-                if let Some(replayed) = self.store_once(api_key_id, upload, key, receipt, store).await? {
-                    return Ok(replayed);
+        let device_id = upload.device_id;
+        let mut receipt = UploadReceipt::new(count);
+        let kept = Utc::now() - self.retention;
+        let mut instants = HashSet::with_capacity(count);
+        let fixes = upload
+            .fixes
+            .into_iter()
+            .filter(|fix| {
+                if fix.captured_at < kept {
+                    receipt.expired_count += 1;
+                    false
+                } else if !instants.insert(fix.captured_at) {
+                    receipt.duplicate_count += 1;
+                    false
+                } else {
+                    true
                 }
+            })
+            .collect();
+        let write = Write { device_id, fixes, key: key.clone().map(|key| (api_key_id, key)), receipt };
+        let store = tracing::info_span!("locations.store", device_check = true, fixes = count);
+        match self.ingest.store(write).instrument(store).await? {
+            Written::Stored(receipt) => {
+                metrics::locations_uploaded(&receipt);
+                self.last_seen.touch(device_id);
+                Ok(Outcome::Fresh(receipt))
             }
-        }
-        metrics::locations_uploaded(count);
-        self.last_seen.touch(device_id);
-        Ok(Outcome::Fresh(receipt))
-    }
-
-    /// The idempotent path: key claim, rows and stored answer in one statement (see
-    /// [`db::locations::insert_once`]); a key already held replays its stored answer.
-    async fn store_once(
-        &self,
-        api_key_id: i64,
-        upload: Upload,
-        key: &IdempotencyKey,
-        receipt: UploadReceipt,
-        store: tracing::Span,
-    ) -> ApiResult<Option<Outcome>> {
-        let body = serde_json::to_value(receipt).expect("a receipt serializes");
-        let mut conn = self.pool.acquire().await?;
-        let inserted = db::locations::insert_once(
-            &mut conn,
-            upload.device_id,
-            &upload.fixes,
-            api_key_id,
-            key,
-            (200, &body),
-        )
-        .instrument(store)
-        .await
-        // A device deleted while the statement ran.
-        .on_constraints(
-            &["fk_locations_device", "fk_idempotency_keys_device"],
-            ApiError::device_not_registered,
-        )?;
-        match inserted {
-            KeyedInsert::Stored => Ok(None),
-            KeyedInsert::NoDevice => Err(ApiError::device_not_registered()),
-            KeyedInsert::KeyTaken => {
-                let stored = db::idempotency::stored_response(&mut conn, api_key_id, key)
+            Written::KeyTaken => {
+                let key = key.expect("only a keyed upload finds its key taken");
+                let mut conn = self.pool.acquire().await?;
+                let stored = db::idempotency::stored_response(&mut conn, api_key_id, &key)
                     .instrument(tracing::info_span!("idempotency.replay"))
                     .await?;
-                let (status, body) = idempotency::replay(key, stored)?;
-                Ok(Some(Outcome::Replayed { status, body }))
+                let (status, body) = idempotency::replay(&key, stored)?;
+                Ok(Outcome::Replayed { status, body })
             }
         }
     }
@@ -236,15 +265,29 @@ mod tests {
     fn measurements() {
         assert!(accuracy(0.0).is_ok());
         assert_eq!(accuracy(-0.1).unwrap_err().message.unwrap(), "Accuracy must be non-negative");
-        assert!(accuracy(1e300).is_err(), "would overflow REAL");
+        assert!(accuracy(-1.0).is_err(), "a negative accuracy is an invalid position, not unknown");
         assert_eq!(accuracy(1e39).unwrap_err().message.unwrap(), "Accuracy must be at most 3.4e38");
         assert!(accuracy(3.4e38).is_ok());
-        assert!(bearing(0.0).is_ok() && bearing(360.0).is_ok());
-        assert!(bearing(-0.01).is_err() && bearing(360.01).is_err());
-        assert!(speed(0.0).is_ok() && speed(-1.0).is_err() && speed(f64::INFINITY).is_err());
-        assert!(battery_level(0).is_ok() && battery_level(100).is_ok());
-        assert!(battery_level(-1).is_err() && battery_level(101).is_err());
         assert!(altitude(-1_000_000.0).is_ok() && altitude(1_000_001.0).is_err());
+    }
+
+    #[test]
+    fn unknown_markers_pass_and_are_stored_as_no_value() {
+        assert!(bearing(0.0).is_ok() && bearing(360.0).is_ok() && bearing(-1.0).is_ok());
+        assert!(bearing(360.01).is_err() && bearing(f64::NAN).is_err());
+        assert!(speed(0.0).is_ok() && speed(-1.0).is_ok() && speed(f64::INFINITY).is_err());
+        assert!(battery_level(0).is_ok() && battery_level(100).is_ok());
+        assert!(battery_level(-1).is_ok() && battery_level(i32::MIN).is_ok());
+        assert!(battery_level(101).is_err());
+        assert_eq!(known(Some(-1)), None);
+        assert_eq!(known(Some(i32::MIN)), None);
+        assert_eq!(known(Some(0)), Some(0));
+        assert_eq!(known(Some(-1.0)), None);
+        assert_eq!(known(Some(-0.0)), Some(-0.0), "negative zero is zero");
+        assert_eq!(known::<f64>(None), None);
+        assert_eq!(known_text(Some("")), None);
+        assert_eq!(known_text(Some("  ")), None);
+        assert_eq!(known_text(Some(" gps ")).as_deref(), Some(" gps "), "kept exactly as sent");
     }
 
     #[test]
@@ -252,19 +295,25 @@ mod tests {
         assert!(short_text("gps").is_ok());
         assert!(short_text(&"x".repeat(50)).is_ok());
         assert!(short_text(&"x".repeat(51)).is_err());
-        assert!(short_text("").is_err());
+        assert!(short_text("").is_ok(), "empty means unknown");
         assert!(short_text("wi\nfi").is_err());
     }
 
     #[test]
-    fn timestamps_within_skew_and_age() {
+    fn timestamps_up_to_the_skew_ahead_and_any_age() {
         let now = DateTime::from_timestamp_millis(1_800_000_000_000).unwrap();
+        let clock = Clock { now, max_skew: Duration::seconds(300) };
         let ms = |at: DateTime<Utc>| at.timestamp_millis();
-        assert!(timestamp_at(ms(now), now).is_ok());
-        assert!(timestamp_at(ms(now + MAX_CLOCK_SKEW), now).is_ok());
-        assert!(timestamp_at(ms(now + MAX_CLOCK_SKEW) + 1, now).is_err());
-        assert!(timestamp_at(ms(now - MAX_AGE), now).is_ok());
-        assert!(timestamp_at(ms(now - MAX_AGE) - 1, now).is_err());
-        assert!(timestamp_at(i64::MAX, now).is_err());
+        assert!(timestamp(ms(now), &clock).is_ok());
+        assert!(timestamp(ms(now + Duration::seconds(300)), &clock).is_ok());
+        let ahead = timestamp(ms(now + Duration::seconds(300)) + 1, &clock).unwrap_err();
+        assert_eq!(
+            ahead.message.unwrap(),
+            "Timestamp must not be more than 300 s ahead of the server's clock"
+        );
+        assert!(timestamp(ms(now - Duration::days(400)), &clock).is_ok(), "old fixes are acknowledged");
+        assert!(timestamp(0, &clock).is_ok());
+        assert!(timestamp(-1, &clock).is_err());
+        assert!(timestamp(i64::MAX, &clock).is_err());
     }
 }

@@ -57,10 +57,17 @@ pub mod responses {
     #[response(example = json!({"error": "conflict", "message": "Group has reached maximum device limit (20)"}))]
     pub struct Conflict(pub ErrorBody);
 
-    /// The request body exceeds the configured limit (1 MiB by default).
+    /// The request body exceeds the configured limit (1 MiB by default), as sent or once
+    /// decompressed; a declared `Content-Length` over it is refused before the body is read.
     #[derive(ToResponse)]
     #[response(example = json!({"error": "payload_too_large", "message": "Request exceeds maximum size of 1048576 bytes"}))]
     pub struct PayloadTooLarge(pub ErrorBody);
+
+    /// The body's `Content-Encoding` is not one the server decodes (gzip, deflate, or none).
+    #[derive(ToResponse)]
+    #[response(example = json!({"error": "unsupported_media_type",
+        "message": "Unsupported Content-Encoding: send the body as is, or compressed with gzip or deflate"}))]
+    pub struct UnsupportedMediaType(pub ErrorBody);
 
     /// Too many requests for this API key (100/minute for standard keys, 1000/minute for admin
     /// keys, 10 data exports/hour); retry after `retry_after` seconds.
@@ -107,4 +114,79 @@ pub enum AuthenticatedErrors {
     ServiceUnavailable(#[ref_response] responses::ServiceUnavailable),
     #[response(status = 500)]
     InternalError(#[ref_response] responses::InternalError),
+}
+
+/// The document as served at `/api-docs/openapi.json`: the committed one with the clock filled
+/// in. A fix's `timestamp` may be at most `max_skew_ms` ahead of the server's clock, a bound that
+/// moves with time and so cannot be in the committed document; here every `timestamp` property
+/// gets that bound as its `maximum` (as of now, a bound that only loosens while the document is
+/// in use), and every example's `timestamp` becomes a time just before now, so "Try it out" in
+/// Swagger UI and contract fuzzers send fixes that are stored, whenever they run.
+pub fn with_clock(document: &serde_json::Value, now_ms: i64, max_skew_ms: i64) -> serde_json::Value {
+    fn stamp(value: &mut serde_json::Value, now_ms: i64, max_skew_ms: i64, in_example: bool) {
+        match value {
+            serde_json::Value::Object(object) => {
+                if !in_example
+                    && let Some(timestamp) = object.get_mut("properties").and_then(|p| p.get_mut("timestamp"))
+                    && timestamp.get("type").and_then(|t| t.as_str()) == Some("integer")
+                {
+                    timestamp["maximum"] = (now_ms + max_skew_ms).into();
+                    timestamp["example"] = now_ms.into();
+                }
+                if in_example && object.get("timestamp").is_some_and(serde_json::Value::is_i64) {
+                    // Keep the examples' spacing (a batch's fixes a minute apart), ending now.
+                    object.insert("timestamp".into(), now_ms.into());
+                }
+                for (key, child) in object.iter_mut() {
+                    let example = in_example || key == "example" || key == "examples";
+                    stamp(child, now_ms, max_skew_ms, example);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                let count = items.len() as i64;
+                for (index, item) in items.iter_mut().enumerate() {
+                    // Fixes of one example batch, oldest first, one minute apart.
+                    let at = if in_example { now_ms - (count - 1 - index as i64) * 60_000 } else { now_ms };
+                    stamp(item, at, max_skew_ms, in_example);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut live = document.clone();
+    stamp(&mut live, now_ms, max_skew_ms, false);
+    live
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::with_clock;
+
+    #[test]
+    fn timestamps_get_the_clock_and_nothing_else_changes() {
+        let document = json!({
+            "components": {"schemas": {"Fix": {"type": "object", "properties": {
+                "timestamp": {"type": "integer", "format": "int64", "minimum": 0, "example": 1},
+                "latitude": {"type": "number", "example": 48.1}
+            }}}},
+            "paths": {"/x": {"post": {"requestBody": {"content": {"application/json": {"example": {
+                "device_id": "d", "locations": [{"timestamp": 1, "latitude": 1.0}, {"timestamp": 2}]
+            }}}}}}}
+        });
+        let live = with_clock(&document, 1_000_000_000, 300_000);
+        let timestamp = &live["components"]["schemas"]["Fix"]["properties"]["timestamp"];
+        assert_eq!(timestamp["maximum"], 1_000_300_000);
+        assert_eq!(timestamp["example"], 1_000_000_000);
+        assert_eq!(timestamp["minimum"], 0);
+        let example = &live["paths"]["/x"]["post"]["requestBody"]["content"]["application/json"]["example"];
+        assert_eq!(example["locations"][0]["timestamp"], 1_000_000_000 - 60_000);
+        assert_eq!(example["locations"][1]["timestamp"], 1_000_000_000);
+        assert_eq!(example["locations"][0]["latitude"], 1.0);
+        assert_eq!(
+            live["components"]["schemas"]["Fix"]["properties"]["latitude"],
+            document["components"]["schemas"]["Fix"]["properties"]["latitude"]
+        );
+    }
 }

@@ -269,9 +269,15 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let AppJson(value) = AppJson::<T>::from_request(req, state).await?;
-        tracing::info_span!("validate").in_scope(|| value.validate())?;
+        validate(|| value.validate())?;
         Ok(ValidJson(value))
     }
+}
+
+/// Runs validation rules inside the `validate` span (what [`ValidJson`] does, for rules that
+/// need a context such as the server's clock).
+pub fn validate(rules: impl FnOnce() -> Result<(), validator::ValidationErrors>) -> Result<(), ApiError> {
+    tracing::info_span!("validate").in_scope(rules).map_err(ApiError::from)
 }
 
 /// A query string that must also pass its `validator` rules.
@@ -329,5 +335,43 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|first| first.trim().parse::<IpAddr>().ok());
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
         Ok(Caller(Actor { api_key_id: key.id, ip: forwarded.or(peer) }))
+    }
+}
+
+/// Integers as JSON Schema defines them: `82` and `82.0` are the same integer (generated clients
+/// and JavaScript send either); serde alone refuses `82.0` for an integer field. A number with a
+/// fraction, or out of the field's range, is still refused, naming the field.
+pub mod integer {
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    fn integral<'de, D: Deserializer<'de>, T: TryFrom<i64>>(
+        number: serde_json::Number,
+    ) -> Result<T, D::Error> {
+        let value = match (number.as_i64(), number.as_f64()) {
+            (Some(value), _) => Some(value),
+            // Exactly integral and within ±2^53, where every integer has an exact double.
+            (None, Some(float)) if float.fract() == 0.0 && float.abs() <= 9_007_199_254_740_992.0 => {
+                Some(float as i64)
+            }
+            _ => None,
+        };
+        value
+            .and_then(|value| T::try_from(value).ok())
+            .ok_or_else(|| D::Error::custom(format!("invalid value: {number}, expected an integer in range")))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: TryFrom<i64>>(deserializer: D) -> Result<T, D::Error> {
+        integral::<D, T>(serde_json::Number::deserialize(deserializer)?)
+    }
+
+    /// The same for an optional field (`null` or absent is `None`).
+    pub mod option {
+        use super::*;
+
+        pub fn deserialize<'de, D: Deserializer<'de>, T: TryFrom<i64>>(
+            deserializer: D,
+        ) -> Result<Option<T>, D::Error> {
+            Option::<serde_json::Number>::deserialize(deserializer)?.map(integral::<D, T>).transpose()
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! Group commit for uploads without an `Idempotency-Key`.
+//! Group commit for uploads.
 //!
 //! A location upload is one small INSERT, and on a busy server most of PostgreSQL's work per
 //! request is not the row but the statement around it: parse, plan, snapshot, commit record,
@@ -8,19 +8,32 @@
 //! next uploads queue up for the next statement, so statements grow with the load and a quiet
 //! server still writes each upload at once (a statement of one).
 //!
+//! Uploads with an `Idempotency-Key` share the statement too: it claims their keys and inserts
+//! only the fixes of uploads that are unkeyed or whose key it claimed; a second statement in the
+//! same transaction stores each claimed key's answer (which counts the fixes the first one
+//! stored). A key held by a live record is left alone: its upload stores nothing and replays
+//! that record's answer.
+//!
 //! What each request keeps: it answers only after its rows are committed (nothing is
 //! acknowledged that a crash could lose); its rows are stored all together or not at all (one
-//! statement); an unknown or inactive device gets its 404 alone, the others in the statement
-//! are stored. When a shared statement fails for any other reason (a device deleted meanwhile
-//! trips the foreign key, say), each upload in it is retried in a statement of its own, so one
-//! request's problem never becomes another's error. A request whose client has gone away
-//! before its turn is skipped.
+//! transaction); a fix already stored for its device and instant is skipped, not an error
+//! (`ON CONFLICT DO NOTHING` on the unique index), and counted as a duplicate; an unknown or
+//! inactive device gets its 404 alone, the others in the statement are stored. When a shared
+//! statement fails for any other reason (a device deleted meanwhile trips the foreign key, say),
+//! each upload in it is retried in a statement of its own, so one request's problem never
+//! becomes another's error. A request whose client has gone away before its turn is skipped.
 //!
-//! Uploads with an `Idempotency-Key` do not come here: their key claim, rows and stored answer
-//! go together in one statement of their own (see `domain::uploads`).
+//! Which request stored a row is known from the rows the statement returns, so a statement
+//! never carries two requests with the same fix (device and instant) or the same key: a request
+//! that would repeat one waits for the next statement.
 
-use std::{collections::HashSet, sync::Arc, time::Instant};
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    sync::Arc,
+    time::Instant,
+};
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::Instrument;
@@ -28,16 +41,38 @@ use uuid::Uuid;
 
 use crate::{
     config::IngestSettings,
-    db,
+    db::{self, locations::Batch},
     error::{ApiError, ApiResult, ResultExt},
     metrics,
-    model::Upload,
+    model::{Fix, IdempotencyKey, UploadReceipt},
 };
 
 /// Uploads waiting for a writer at most; beyond it a request waits for room (backpressure).
 const QUEUE_CAPACITY: usize = 8192;
 /// Spans of the other requests in a shared statement are linked to its span, up to this many.
 const MAX_LINKS: usize = 32;
+
+/// One upload, as the writers store it.
+#[derive(Debug, Clone)]
+pub struct Write {
+    pub device_id: Uuid,
+    /// The fixes to store: no two at the same instant, none past the retention period.
+    pub fixes: Vec<Fix>,
+    /// The API key and the `Idempotency-Key` to claim, if any.
+    pub key: Option<(i64, IdempotencyKey)>,
+    /// The answer so far (fixes the caller already set aside as expired or repeated);
+    /// completed with what the statement stores.
+    pub receipt: UploadReceipt,
+}
+
+/// What became of a [`Write`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// Committed; the answer counts the fixes stored and those already there.
+    Stored(UploadReceipt),
+    /// A live record holds the key: nothing was written; replay it.
+    KeyTaken,
+}
 
 /// The handle requests use; cheap to share. The writers stop once every handle is dropped
 /// and the queue is empty.
@@ -46,11 +81,11 @@ pub struct Ingest {
 }
 
 struct Pending {
-    upload: Upload,
+    write: Write,
     /// The request's span: the statement's span is its child (or linked to it).
     span: tracing::Span,
     enqueued: Instant,
-    answer: oneshot::Sender<ApiResult<()>>,
+    answer: oneshot::Sender<ApiResult<Written>>,
 }
 
 impl Ingest {
@@ -65,11 +100,11 @@ impl Ingest {
         Self { queue }
     }
 
-    /// Stores the upload's fixes, sharing a statement with whatever else is waiting; returns
-    /// once they are committed. 404 for an unknown or inactive device.
-    pub async fn store(&self, upload: Upload) -> ApiResult<()> {
+    /// Stores the upload, sharing a statement with whatever else is waiting; returns once it is
+    /// committed. 404 for an unknown or inactive device.
+    pub async fn store(&self, write: Write) -> ApiResult<Written> {
         let (answer, answered) = oneshot::channel();
-        let pending = Pending { upload, span: tracing::Span::current(), enqueued: Instant::now(), answer };
+        let pending = Pending { write, span: tracing::Span::current(), enqueued: Instant::now(), answer };
         self.queue.send(pending).await.map_err(|_| shutting_down())?;
         answered.await.map_err(|_| shutting_down())?
     }
@@ -81,19 +116,32 @@ fn shutting_down() -> ApiError {
 
 /// One writer: takes what is queued, writes it, answers, and again, until the queue closes.
 /// The receiver is shared: while one writer's statement runs, another collects the next batch.
+/// Requests that cannot share this writer's statement wait in `held` for its next one.
 async fn write_forever(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Pending>>>, max_rows: usize) {
+    let mut held: VecDeque<Pending> = VecDeque::new();
     loop {
         let batch = {
             let mut queue = queue.lock().await;
-            let Some(first) = queue.recv().await else { return };
-            let mut rows = first.upload.fixes.len();
-            let mut batch = vec![first];
-            while rows < max_rows {
-                let Ok(next) = queue.try_recv() else { break };
-                rows += next.upload.fixes.len();
-                batch.push(next);
+            let mut batch = Statement::default();
+            let mut waiting = std::mem::take(&mut held);
+            if waiting.is_empty() {
+                let Some(first) = queue.recv().await else { return };
+                waiting.push_back(first);
             }
-            batch
+            while batch.rows < max_rows {
+                let next = match waiting.pop_front() {
+                    Some(next) => next,
+                    None => match queue.try_recv() {
+                        Ok(next) => next,
+                        Err(_) => break,
+                    },
+                };
+                if let Err(next) = batch.add(next) {
+                    held.push_back(next);
+                }
+            }
+            held.extend(waiting);
+            batch.requests
         };
         // Nobody is waiting for these any more (the client left, or its request timed out).
         let batch: Vec<Pending> = batch.into_iter().filter(|p| !p.answer.is_closed()).collect();
@@ -103,8 +151,35 @@ async fn write_forever(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Pending>>>,
     }
 }
 
+/// The requests of one statement, none repeating another's fix or key.
+#[derive(Default)]
+struct Statement {
+    requests: Vec<Pending>,
+    rows: usize,
+    fixes: HashSet<(Uuid, DateTime<Utc>)>,
+    keys: HashSet<(i64, String)>,
+}
+
+impl Statement {
+    fn add(&mut self, pending: Pending) -> Result<(), Pending> {
+        let write = &pending.write;
+        let key = write.key.as_ref().map(|(api_key, key)| (*api_key, key.key_hash.clone()));
+        let repeats_key = key.as_ref().is_some_and(|key| self.keys.contains(key));
+        let repeats_fix =
+            write.fixes.iter().any(|fix| self.fixes.contains(&(write.device_id, fix.captured_at)));
+        if !self.requests.is_empty() && (repeats_key || repeats_fix) {
+            return Err(pending);
+        }
+        self.keys.extend(key);
+        self.fixes.extend(write.fixes.iter().map(|fix| (write.device_id, fix.captured_at)));
+        self.rows += write.fixes.len().max(1);
+        self.requests.push(pending);
+        Ok(())
+    }
+}
+
 async fn write_batch(pool: &PgPool, batch: Vec<Pending>) {
-    let rows: usize = batch.iter().map(|p| p.upload.fixes.len()).sum();
+    let rows: usize = batch.iter().map(|p| p.write.fixes.len()).sum();
     let span = tracing::info_span!(parent: &batch[0].span, "locations.write", requests = batch.len(), rows);
     for other in batch.iter().skip(1).take(MAX_LINKS) {
         span.follows_from(&other.span);
@@ -112,11 +187,10 @@ async fn write_batch(pool: &PgPool, batch: Vec<Pending>) {
     let oldest = batch.iter().map(|p| p.enqueued).min().expect("a batch is never empty");
     metrics::ingest_statement(batch.len(), oldest.elapsed());
 
-    match insert(pool, &batch).instrument(span.clone()).await {
-        Ok(stored) => {
-            let stored: HashSet<Uuid> = stored.into_iter().collect();
-            for pending in batch {
-                let result = outcome(Ok(stored.contains(&pending.upload.device_id)));
+    let writes: Vec<&Write> = batch.iter().map(|p| &p.write).collect();
+    match store(pool, &writes).instrument(span.clone()).await {
+        Ok(results) => {
+            for (pending, result) in batch.into_iter().zip(results) {
                 let _ = pending.answer.send(result);
             }
         }
@@ -128,32 +202,91 @@ async fn write_batch(pool: &PgPool, batch: Vec<Pending>) {
         }
         Err(err) if batch.len() == 1 => {
             let pending = batch.into_iter().next().expect("one upload");
-            let _ = pending.answer.send(outcome(Err(err)));
+            let _ = pending.answer.send(Err(refused(err)));
         }
         Err(err) => {
             tracing::info!(parent: &span, error = %err, requests = batch.len(),
                 "shared upload statement failed; retrying each upload alone");
             for pending in batch {
-                let alone = insert(pool, std::slice::from_ref(&pending)).instrument(span.clone()).await;
-                let result = outcome(alone.map(|stored| stored.contains(&pending.upload.device_id)));
+                let alone = store(pool, &[&pending.write]).instrument(span.clone()).await;
+                let result = alone.map_err(refused).and_then(|mut results| results.remove(0));
                 let _ = pending.answer.send(result);
             }
         }
     }
 }
 
-async fn insert(pool: &PgPool, batch: &[Pending]) -> sqlx::Result<Vec<Uuid>> {
-    let uploads = batch.iter().map(|pending| &pending.upload);
-    let (devices, fixes): (Vec<Uuid>, Vec<_>) =
-        uploads.flat_map(|upload| upload.fixes.iter().map(|fix| (upload.device_id, fix))).unzip();
-    let mut conn = pool.acquire().await?;
-    db::locations::insert(&mut conn, &devices, &fixes).await
+/// Stores the writes in one transaction and says what became of each, in order.
+async fn store(pool: &PgPool, writes: &[&Write]) -> sqlx::Result<Vec<ApiResult<Written>>> {
+    let mut batch = Batch::default();
+    for (request, write) in writes.iter().enumerate() {
+        let request = i32::try_from(request).expect("a statement holds fewer than 2^31 requests");
+        batch.push(
+            request,
+            write.device_id,
+            &write.fixes,
+            write.key.as_ref().map(|(api_key, key)| (*api_key, key)),
+        );
+    }
+    // Unkeyed uploads need one statement, committed on its own; keys need a second statement
+    // (their answers) in the same transaction.
+    let keyed = writes.iter().any(|write| write.key.is_some());
+    let mut tx = if keyed { Some(db::begin(pool).await?) } else { None };
+    let mut conn = if keyed { None } else { Some(pool.acquire().await?) };
+    let connection: &mut sqlx::PgConnection = match (&mut tx, &mut conn) {
+        (Some(tx), _) => tx,
+        (None, Some(conn)) => conn,
+        (None, None) => unreachable!("one of the two is set"),
+    };
+    let outcome = db::locations::insert_batch(connection, &batch).await?;
+
+    let mut stored: HashMap<Uuid, HashSet<DateTime<Utc>>> = HashMap::new();
+    for (device_id, captured_at) in outcome.stored {
+        stored.entry(device_id).or_default().insert(captured_at);
+    }
+    let claimed: HashMap<i32, i64> = outcome.claimed.into_iter().collect();
+    let mut answers = Vec::with_capacity(writes.len());
+    let mut records = Vec::new();
+    for (request, write) in writes.iter().enumerate() {
+        let request = request as i32;
+        if !outcome.active.contains(&request) {
+            answers.push(Err(ApiError::device_not_registered()));
+            continue;
+        }
+        let claim = claimed.get(&request);
+        if write.key.is_some() && claim.is_none() {
+            answers.push(Ok(Written::KeyTaken));
+            continue;
+        }
+        let new = stored.get(&write.device_id).map_or(0, |instants| {
+            write.fixes.iter().filter(|fix| instants.contains(&fix.captured_at)).count()
+        });
+        let mut receipt = write.receipt;
+        receipt.stored_count = new;
+        receipt.duplicate_count += write.fixes.len() - new;
+        if let Some(record) = claim {
+            records.push((*record, serde_json::to_value(receipt).expect("a receipt serializes")));
+        }
+        answers.push(Ok(Written::Stored(receipt)));
+    }
+    if let Some(mut tx) = tx {
+        if !records.is_empty() {
+            db::idempotency::set_answers(&mut tx, &records).await?;
+        }
+        db::commit(tx).await?;
+    }
+    Ok(answers)
 }
 
-/// One request's answer from the statement that carried its rows: were its device's rows stored?
-fn outcome(stored: sqlx::Result<bool>) -> ApiResult<()> {
-    let stored = stored.on_constraint("fk_locations_device", ApiError::device_not_registered)?;
-    if stored { Ok(()) } else { Err(ApiError::device_not_registered()) }
+/// A statement that failed for one upload alone: its device was deleted meanwhile (404), or
+/// the database refused it.
+fn refused(err: sqlx::Error) -> ApiError {
+    Err::<(), _>(err)
+        .on_constraints(
+            &["fk_locations_device", "fk_idempotency_keys_device"],
+            ApiError::device_not_registered,
+        )
+        .expect_err("an error stays an error")
 }
 
 fn is_unavailable(err: &sqlx::Error) -> bool {

@@ -1,11 +1,17 @@
 //! Per-replica cache of successful API-key lookups, so an authenticated request does not cost
-//! a database round trip. A cached key is trusted for at most the configured TTL: that is how
-//! long a key deactivated elsewhere (the CLI, another replica) may keep working here. Expiry
-//! (`expires_at`) is still checked exactly on every use. Failed lookups are never cached.
+//! a database round trip. A key deactivated or rotated elsewhere (the CLI, another replica) is
+//! dropped from the cache within a second, by a notice over PostgreSQL `LISTEN`/`NOTIFY`
+//! (`infra::invalidation`). While that listener is connected, an entry is trusted for
+//! [`LISTENING_TTL`]; while it is reconnecting (notices could be missed), for the configured TTL
+//! only, and everything cached before the connection was lost is dropped. Expiry
+//! (`expires_at`) is checked exactly on every use. Failed lookups are never cached.
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -15,9 +21,16 @@ use crate::model::ApiKey;
 
 /// Beyond this many cached keys, stale entries are dropped (and everything, if none is stale).
 const MAX_ENTRIES: usize = 10_000;
+/// How long an entry is trusted while invalidations arrive: changes reach the cache by notice,
+/// so this only bounds how long a change made behind the service's back (raw SQL) can go
+/// unnoticed.
+pub const LISTENING_TTL: Duration = Duration::from_secs(300);
 
 pub struct KeyCache {
+    /// Configured; zero disables the cache.
     ttl: Duration,
+    /// Whether the invalidation listener is connected.
+    listening: AtomicBool,
     entries: Mutex<HashMap<String, Entry>>,
 }
 
@@ -31,7 +44,7 @@ struct Entry {
 impl KeyCache {
     /// A TTL of zero disables the cache (every request looks the key up).
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, entries: Mutex::new(HashMap::new()) }
+        Self { ttl, listening: AtomicBool::new(false), entries: Mutex::new(HashMap::new()) }
     }
 
     /// No cache: every request looks its key up (the CLI, which authenticates nothing).
@@ -44,10 +57,10 @@ impl KeyCache {
         if self.ttl.is_zero() {
             return None;
         }
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entries = self.lock();
         let entry = entries.get(hash)?;
         let expired = entry.key.expires_at.is_some_and(|at| at <= Utc::now());
-        if expired || entry.fetched.elapsed() >= self.ttl {
+        if expired || entry.fetched.elapsed() >= self.trusted_for() {
             entries.remove(hash);
             return None;
         }
@@ -58,9 +71,10 @@ impl KeyCache {
         if self.ttl.is_zero() {
             return;
         }
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entries = self.lock();
         if entries.len() >= MAX_ENTRIES {
-            entries.retain(|_, entry| entry.fetched.elapsed() < self.ttl);
+            let trusted = self.trusted_for();
+            entries.retain(|_, entry| entry.fetched.elapsed() < trusted);
             if entries.len() >= MAX_ENTRIES {
                 entries.clear();
             }
@@ -69,13 +83,35 @@ impl KeyCache {
         entries.insert(hash, Entry { key, fetched: Instant::now(), recorded_use });
     }
 
+    /// Forgets the key with this id (it was deactivated or rotated elsewhere).
+    pub fn forget_key(&self, id: i64) {
+        self.lock().retain(|_, entry| entry.key.id != id);
+    }
+
+    /// The invalidation listener connected (`true`) or lost its connection (`false`: notices
+    /// may have been missed, so everything cached is dropped).
+    pub fn set_listening(&self, listening: bool) {
+        self.listening.store(listening, Ordering::Relaxed);
+        if !listening {
+            self.lock().clear();
+        }
+    }
+
+    fn trusted_for(&self) -> Duration {
+        if self.listening.load(Ordering::Relaxed) { self.ttl.max(LISTENING_TTL) } else { self.ttl }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Whether this replica should record a use of the key now (at most once per `every`);
     /// without the cache, the caller decides from the database's `last_used_at`.
     pub fn should_record_use(&self, hash: &str, every: Duration) -> Option<bool> {
         if self.ttl.is_zero() {
             return None;
         }
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entries = self.lock();
         let entry = entries.get_mut(hash)?;
         let due = entry.recorded_use.is_none_or(|at| at.elapsed() >= every);
         if due {
@@ -118,6 +154,23 @@ mod tests {
         assert!(cache.get("h").is_some());
         std::thread::sleep(Duration::from_millis(40));
         assert!(cache.get("h").is_none());
+    }
+
+    #[test]
+    fn notices_forget_keys_and_a_lost_listener_forgets_everything() {
+        let cache = KeyCache::new(Duration::from_millis(50));
+        cache.set_listening(true);
+        cache.insert("h".into(), key(None));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(cache.get("h").is_some(), "trusted beyond the TTL while notices arrive");
+        cache.forget_key(1);
+        assert!(cache.get("h").is_none(), "a notice drops the key");
+        cache.insert("h".into(), key(None));
+        cache.set_listening(false);
+        assert!(cache.get("h").is_none(), "notices may have been missed");
+        cache.insert("h".into(), key(None));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(cache.get("h").is_none(), "back to the TTL while reconnecting");
     }
 
     #[test]

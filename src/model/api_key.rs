@@ -30,3 +30,29 @@ pub struct IssuedKey {
     pub is_admin: bool,
     pub expires_at: Option<DateTime<Utc>>,
 }
+
+/// A change other replicas must act on at once (`db::notify`): the text is the notice's payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalidation {
+    /// An API key was deactivated, rotated away or changed: forget it.
+    ApiKey(i64),
+}
+
+impl std::fmt::Display for Invalidation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Invalidation::ApiKey(id) => write!(f, "api_key:{id}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Invalidation {
+    type Err = String;
+
+    fn from_str(payload: &str) -> Result<Self, Self::Err> {
+        match payload.split_once(':') {
+            Some(("api_key", id)) => id.parse().map(Invalidation::ApiKey).map_err(|_| payload.to_owned()),
+            _ => Err(payload.to_owned()),
+        }
+    }
+}

@@ -26,10 +26,10 @@ pub struct Fix {
     pub captured_at: DateTime<Utc>,
     pub latitude: f64,
     pub longitude: f64,
-    pub accuracy: f32,
+    pub accuracy: f64,
     pub altitude: Option<f64>,
-    pub bearing: Option<f32>,
-    pub speed: Option<f32>,
+    pub bearing: Option<f64>,
+    pub speed: Option<f64>,
     pub provider: Option<String>,
     pub battery_level: Option<i16>,
     pub network_type: Option<String>,
@@ -70,19 +70,45 @@ impl ToSchema for StoredFix {
     }
 }
 
-/// A device's fixes as one upload carries them (one for a single upload, 1–50 for a batch):
-/// stored all together or not at all.
-#[derive(Debug, Clone)]
+/// A device's fixes as one upload carries them (one for a single upload, 1–50 for a batch),
+/// as the server understood them: its JSON is the request's fingerprint for `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Upload {
     pub device_id: Uuid,
     pub fixes: Vec<Fix>,
 }
 
-// What a successful upload answers.
+// What a successful upload answers: every fix is accounted for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[schema(as = UploadResponse, example = json!({"success": true, "processed_count": 25}))]
+#[schema(
+    as = UploadResponse,
+    example = json!({"success": true, "processed_count": 25, "stored_count": 24, "duplicate_count": 1, "expired_count": 0})
+)]
 pub struct UploadReceipt {
     pub success: bool,
-    /// How many fixes were stored.
+    /// How many fixes the upload carried, all acknowledged: `stored_count` + `duplicate_count`
+    /// + `expired_count`.
     pub processed_count: usize,
+    /// Fixes stored by this upload.
+    pub stored_count: usize,
+    /// Fixes already stored for the device at the same capture instant (a retry, or an offline
+    /// buffer sent again), or repeated within the upload: acknowledged, not stored again. The
+    /// first fix stored for an instant stays.
+    pub duplicate_count: usize,
+    /// Fixes captured before the retention period (`limits.location_retention_days`, 30 days
+    /// by default): acknowledged, not stored, as they would be deleted at once.
+    pub expired_count: usize,
+}
+
+impl UploadReceipt {
+    /// `processed` fixes, none accounted for yet.
+    pub fn new(processed: usize) -> Self {
+        Self {
+            success: true,
+            processed_count: processed,
+            stored_count: 0,
+            duplicate_count: 0,
+            expired_count: 0,
+        }
+    }
 }

@@ -336,7 +336,7 @@ pub async fn key_for(database_url: &str, admin: bool) -> String {
 
 /// Key administration on a database, as `phone-manager keys` does it.
 pub fn key_admin(pool: &PgPool) -> ApiKeys {
-    ApiKeys::new(pool.clone(), KeyCache::disabled())
+    ApiKeys::new(pool.clone(), std::sync::Arc::new(KeyCache::disabled()))
 }
 
 pub async fn free_port() -> u16 {

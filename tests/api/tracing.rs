@@ -134,7 +134,7 @@ async fn a_batch_upload_exports_one_trace_with_http_and_sql_spans() {
     assert_eq!(attribute(insert, "db.collection.name").as_deref(), Some("locations"));
     let text = attribute(insert, "db.query.text").unwrap();
     assert!(
-        text.contains("idempotency_keys") && text.contains("UNNEST($2"),
+        text.contains("idempotency_keys") && text.contains("UNNEST($3::int4[], $4::fix[])"),
         "one statement claims and stores: {text}"
     );
     assert!(insert.end_time_unix_nano > insert.start_time_unix_nano, "its duration is recorded");

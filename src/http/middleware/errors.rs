@@ -4,14 +4,16 @@
 use std::any::Any;
 
 use axum::{
+    extract::State,
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
 
-use crate::error::ApiError;
+use crate::{error::ApiError, http::extract::BodyLimit};
 
-/// Replaces a bodiless or non-JSON error response with the envelope for its status.
-pub async fn ensure_json_errors(response: Response) -> Response {
+/// Replaces a bodiless or non-JSON error response with the envelope for its status; a 413 names
+/// the body limit in force (`BodyLimit`).
+pub async fn ensure_json_errors(State(BodyLimit(limit)): State<BodyLimit>, response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
         return response;
@@ -19,7 +21,11 @@ pub async fn ensure_json_errors(response: Response) -> Response {
     let error = match status {
         StatusCode::NOT_FOUND => ApiError::NotFound("Resource not found".into()),
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit_bytes: None },
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit_bytes: Some(limit) },
+        // The request decoder knows gzip and deflate only.
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(
+            "Unsupported Content-Encoding: send the body as is, or compressed with gzip or deflate".into(),
+        ),
         StatusCode::UNAUTHORIZED => ApiError::Unauthorized,
         StatusCode::REQUEST_TIMEOUT => {
             ApiError::RequestTimeout("The request did not complete in time".into())

@@ -118,6 +118,7 @@ impl From<Device> for DeviceResponse {
         (status = 400, response = responses::ValidationFailed),
         (status = 409, response = responses::Conflict),
         (status = 413, response = responses::PayloadTooLarge),
+        (status = 415, response = responses::UnsupportedMediaType),
         AuthenticatedErrors,
     )
 )]

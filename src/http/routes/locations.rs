@@ -1,5 +1,7 @@
 //! Location uploads: one fix, or an offline batch. Both accept `Idempotency-Key`.
 
+use std::collections::BTreeMap;
+
 use axum::{
     extract::State,
     http::{HeaderMap, HeaderValue, StatusCode},
@@ -11,18 +13,18 @@ use utoipa::{
     openapi::{RefOr, Schema},
 };
 use uuid::Uuid;
-use validator::{Validate, ValidationErrors};
+use validator::{Validate, ValidateArgs, ValidationErrors, ValidationErrorsKind};
 
 use crate::{
     domain::{
         devices, idempotency,
-        uploads::{Outcome, rules},
+        uploads::{Clock, Outcome, rules},
     },
     error::{ApiError, ApiResult},
     headers,
     http::{
         docs::{AuthenticatedErrors, responses, tags},
-        extract::{AppJson, AuthKey, JsonBody, ValidJson, parse_json},
+        extract::{AppJson, AuthKey, JsonBody, integer, parse_json, validate},
     },
     model::{
         Fix, IdempotencyKey, Upload, UploadReceipt,
@@ -33,11 +35,15 @@ use crate::{
 
 /// One fix of a batch (the device is given once, on the batch).
 #[derive(Debug, Deserialize, Serialize, Validate, ToSchema)]
+#[validate(context = Clock)]
 pub struct LocationRequest {
-    /// When the fix was taken, in milliseconds since the Unix epoch. At most 60 s in
-    /// the future (clock skew) and at most 7 days old.
-    #[validate(custom(function = "rules::timestamp"))]
-    #[schema(example = 1_763_721_000_000_i64)]
+    /// When the fix was taken, in milliseconds since the Unix epoch: at most 300 s ahead of
+    /// the server's clock (`limits.max_clock_skew_secs`; further ahead is refused). An older fix
+    /// is accepted; one captured before the retention period (30 days by default) is
+    /// acknowledged but not stored (`expired_count`).
+    #[serde(deserialize_with = "integer::deserialize")]
+    #[validate(custom(function = "rules::timestamp", use_context))]
+    #[schema(minimum = 0, example = 1_763_721_000_000_i64)]
     pub timestamp: i64,
     /// Degrees, -90 to 90 inclusive.
     #[validate(custom(function = "rules::latitude"))]
@@ -55,45 +61,51 @@ pub struct LocationRequest {
     #[validate(custom(function = "rules::altitude"))]
     #[schema(minimum = -1_000_000, maximum = 1_000_000, example = 519.0)]
     pub altitude: Option<f64>,
-    /// Degrees from north, 0 to 360 inclusive.
+    /// Degrees from north, 0 to 360 inclusive; a negative value (iOS sends -1 for an invalid
+    /// course) means unknown and is stored as null.
     #[validate(custom(function = "rules::bearing"))]
-    #[schema(minimum = 0, maximum = 360, example = 270.0)]
+    #[schema(maximum = 360, example = 270.0)]
     pub bearing: Option<f64>,
-    /// Metres per second, 0 to 3.4e38.
+    /// Metres per second, up to 3.4e38; a negative value (iOS sends -1 for an invalid speed)
+    /// means unknown and is stored as null.
     #[validate(custom(function = "rules::speed"))]
-    #[schema(minimum = 0, maximum = 3.4e38, example = 1.4)]
+    #[schema(maximum = 3.4e38, example = 1.4)]
     pub speed: Option<f64>,
-    /// Location provider, e.g. `gps`, `network`, `fused` (1–50 characters, no control
-    /// characters).
+    /// Location provider, e.g. `gps`, `network`, `fused` (at most 50 characters, no control
+    /// characters); empty or blank means unknown and is stored as null.
     #[validate(custom(function = "rules::short_text"))]
-    #[schema(min_length = 1, max_length = 50, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$", example = "fused")]
+    #[schema(max_length = 50, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$", example = "fused")]
     pub provider: Option<String>,
-    /// Battery percentage, 0 to 100.
+    /// Battery percentage, 0 to 100; a negative value (Android sends -1, or -2147483648, when it
+    /// cannot read the battery) means unknown and is stored as null.
+    #[serde(default, deserialize_with = "integer::option::deserialize")]
     #[validate(custom(function = "rules::battery_level"))]
-    #[schema(minimum = 0, maximum = 100, example = 82)]
-    pub battery_level: Option<i64>,
-    /// Network type, e.g. `wifi`, `cellular` (1–50 characters, no control characters).
+    #[schema(minimum = -2_147_483_648_i64, maximum = 100, example = 82)]
+    pub battery_level: Option<i32>,
+    /// Network type, e.g. `wifi`, `cellular` (at most 50 characters, no control characters);
+    /// empty or blank means unknown and is stored as null.
     #[validate(custom(function = "rules::short_text"))]
-    #[schema(min_length = 1, max_length = 50, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$", example = "wifi")]
+    #[schema(max_length = 50, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$", example = "wifi")]
     pub network_type: Option<String>,
 }
 
 impl LocationRequest {
-    /// The validated fix, typed as it is stored.
+    /// The validated fix as it is stored: every number exactly as sent, unknown markers as
+    /// no value.
     fn fix(&self) -> Fix {
         Fix {
             captured_at: chrono::DateTime::from_timestamp_millis(self.timestamp)
                 .expect("validated timestamp"),
             latitude: self.latitude,
             longitude: self.longitude,
-            // Validated to fit a REAL: narrowing drops only precision the column lacks.
-            accuracy: self.accuracy as f32,
+            accuracy: self.accuracy,
             altitude: self.altitude,
-            bearing: self.bearing.map(|b| b as f32),
-            speed: self.speed.map(|s| s as f32),
-            provider: self.provider.clone(),
-            battery_level: self.battery_level.map(|b| i16::try_from(b).expect("validated 0..=100")),
-            network_type: self.network_type.clone(),
+            bearing: rules::known(self.bearing),
+            speed: rules::known(self.speed),
+            provider: rules::known_text(self.provider.as_deref()),
+            battery_level: rules::known(self.battery_level)
+                .map(|level| i16::try_from(level).expect("validated 0..=100")),
+            network_type: rules::known_text(self.network_type.as_deref()),
         }
     }
 }
@@ -125,9 +137,11 @@ impl JsonBody for UploadLocationRequest {
 }
 
 /// Every problem of both views, with the fields named as the client sent them.
-impl Validate for UploadLocationRequest {
-    fn validate(&self) -> Result<(), ValidationErrors> {
-        let mut errors = self.location.validate().err().unwrap_or_default();
+impl<'a> ValidateArgs<'a> for UploadLocationRequest {
+    type Args = &'a Clock;
+
+    fn validate_with_args(&self, clock: &'a Clock) -> Result<(), ValidationErrors> {
+        let mut errors = self.location.validate_with_args(clock).err().unwrap_or_default();
         if let Err(device) = self.device.validate() {
             errors.errors_mut().extend(device.into_errors());
         }
@@ -153,7 +167,7 @@ impl PartialSchema for UploadLocationRequest {
 impl ToSchema for UploadLocationRequest {}
 
 /// Up to 50 fixes of one device, typically collected while offline. Unknown fields are ignored.
-#[derive(Debug, Deserialize, Serialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[schema(example = json!({
     "device_id": "550e8400-e29b-41d4-a716-446655440000",
     "locations": [
@@ -162,13 +176,32 @@ impl ToSchema for UploadLocationRequest {}
     ]
 }))]
 pub struct UploadLocationBatchRequest {
-    #[validate(custom(function = "devices::rules::device_id"))]
     #[schema(value_type = Uuid)]
     pub device_id: String,
     /// 1 to 50 fixes (the server's `limits.max_batch_size`). Stored all together or not at all.
-    #[validate(nested)]
     #[schema(min_items = 1, max_items = 50)]
     pub locations: Vec<LocationRequest>,
+}
+
+/// The device id and every fix, each fix's problems under `locations[i]`.
+impl<'a> ValidateArgs<'a> for UploadLocationBatchRequest {
+    type Args = &'a Clock;
+
+    fn validate_with_args(&self, clock: &'a Clock) -> Result<(), ValidationErrors> {
+        let mut errors = ValidationErrors::new();
+        if let Err(problem) = devices::rules::device_id(&self.device_id) {
+            errors.add("device_id", problem);
+        }
+        let items: BTreeMap<usize, Box<ValidationErrors>> = (self.locations.iter().enumerate())
+            .filter_map(|(index, location)| {
+                Some((index, Box::new(location.validate_with_args(clock).err()?)))
+            })
+            .collect();
+        if !items.is_empty() {
+            errors.errors_mut().insert("locations".into(), ValidationErrorsKind::List(items));
+        }
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
 }
 
 /// Uploads one location fix.
@@ -190,6 +223,7 @@ pub struct UploadLocationBatchRequest {
         (status = 400, response = responses::ValidationFailed),
         (status = 404, response = responses::DeviceNotRegistered),
         (status = 413, response = responses::PayloadTooLarge),
+        (status = 415, response = responses::UnsupportedMediaType),
         (status = 422, response = responses::IdempotencyKeyReused),
         AuthenticatedErrors,
     )
@@ -198,12 +232,13 @@ pub async fn upload_location(
     State(state): State<AppState>,
     AuthKey(key): AuthKey,
     request_headers: HeaderMap,
-    ValidJson(request): ValidJson<UploadLocationRequest>,
+    AppJson(request): AppJson<UploadLocationRequest>,
 ) -> ApiResult<Response> {
-    let idempotency = idempotency_key(&request_headers, &request)?;
+    validate(|| request.validate_with_args(&state.uploads.clock()))?;
     let upload =
         Upload { device_id: parse_device_id(&request.device.device_id), fixes: vec![request.location.fix()] };
-    let outcome = state.uploads.store(key.id, upload, idempotency.as_ref()).await?;
+    let idempotency = idempotency_key(&request_headers, &upload)?;
+    let outcome = state.uploads.store(key.id, upload, idempotency).await?;
     Ok(respond(outcome))
 }
 
@@ -225,6 +260,7 @@ pub async fn upload_location(
         (status = 400, response = responses::ValidationFailed),
         (status = 404, response = responses::DeviceNotRegistered),
         (status = 413, response = responses::PayloadTooLarge),
+        (status = 415, response = responses::UnsupportedMediaType),
         (status = 422, response = responses::IdempotencyKeyReused),
         AuthenticatedErrors,
     )
@@ -233,14 +269,15 @@ pub async fn upload_location_batch(
     State(state): State<AppState>,
     AuthKey(key): AuthKey,
     request_headers: HeaderMap,
-    ValidJson(request): ValidJson<UploadLocationBatchRequest>,
+    AppJson(request): AppJson<UploadLocationBatchRequest>,
 ) -> ApiResult<Response> {
-    let idempotency = idempotency_key(&request_headers, &request)?;
+    validate(|| request.validate_with_args(&state.uploads.clock()))?;
     let upload = Upload {
         device_id: parse_device_id(&request.device_id),
         fixes: request.locations.iter().map(LocationRequest::fix).collect(),
     };
-    let outcome = state.uploads.store(key.id, upload, idempotency.as_ref()).await?;
+    let idempotency = idempotency_key(&request_headers, &upload)?;
+    let outcome = state.uploads.store(key.id, upload, idempotency).await?;
     Ok(respond(outcome))
 }
 
@@ -260,16 +297,15 @@ pub struct IdempotencyHeader {
     pub idempotency_key: Option<String>,
 }
 
-fn idempotency_key<T: Serialize>(
-    request_headers: &HeaderMap,
-    request: &T,
-) -> ApiResult<Option<IdempotencyKey>> {
+/// The request's `Idempotency-Key`, fingerprinted with the upload as the server understood it:
+/// two requests that differ only in spelling (`48.10` and `48.1`, `-1` and `-2147483648` for an
+/// unknown battery, key order, whitespace) are the same request.
+fn idempotency_key(request_headers: &HeaderMap, upload: &Upload) -> ApiResult<Option<IdempotencyKey>> {
     let Some(value) = request_headers.get(headers::IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
     let value = value.to_str().map_err(|_| ApiError::field("Idempotency-Key", "must be visible ASCII"))?;
-    // The typed request re-serialized is canonical: whitespace and key order don't matter.
-    let canonical = serde_json::to_vec(request).expect("a request serializes");
+    let canonical = serde_json::to_vec(upload).expect("an upload serializes");
     idempotency::parse_key(value, &canonical).map(Some)
 }
 
