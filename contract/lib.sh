@@ -14,7 +14,7 @@ SPEC="$REPO_ROOT/openapi/v1.json"
 # Okio from Debian (the client is written against OkHttp 4; see contract/kotlin-smoke/run.sh),
 # kotlinx-serialization 1.9.0 from PyPI (ensure_kotlin_jars). kotlinx-coroutines comes with the
 # Kotlin compiler (node_modules/kotlin-compiler*/lib).
-SMOKE_JARS=(/usr/share/java/okhttp.jar /usr/share/java/okio.jar /usr/share/java/gson.jar)
+SMOKE_JARS=(/usr/share/java/okhttp.jar /usr/share/java/okio.jar)
 KOTLIN_JARS_DIR="$WORK_DIR/jars"
 KOTLINX_SERIALIZATION_JARS=(
   "$KOTLIN_JARS_DIR/kotlinx-serialization-core-jvm-1.9.0.jar"
@@ -77,7 +77,7 @@ ensure_smoke_jars() {
   local jar
   for jar in "${SMOKE_JARS[@]}"; do
     if [ ! -f "$jar" ]; then
-      apt_install libokhttp-java libokio-java libgoogle-gson-java
+      apt_install libokhttp-java libokio-java
       break
     fi
   done
