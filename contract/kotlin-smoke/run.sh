@@ -17,8 +17,8 @@
 # `import okhttp3.X.Companion.y` lines are dropped, plus OkHttp4Compat*.kt supplying those
 # functions and properties on top of 3.13. Nothing else of the client changes, and clients/ is
 # never touched. kotlinx-serialization 1.9.0 comes from PyPI (contract/kotlin-jars.txt),
-# kotlinx-coroutines from the compiler's lib/. The build is cached in contract/.work/kotlin-smoke
-# by a hash of its inputs.
+# kotlinx-coroutines from the compiler's lib/. The builds are cached in contract/.work/kotlin-smoke
+# by a hash of their inputs.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 cd "$REPO_ROOT"
@@ -48,13 +48,17 @@ WANT_METADATA="2,2"
 COROUTINES="$K22/lib/kotlinx-coroutines-core-jvm.jar"
 libs=$(IFS=:; echo "${SMOKE_JARS[*]}:${KOTLINX_SERIALIZATION_JARS[*]}:$COROUTINES")
 
-inputs_hash=$(
+# Two cache levels: the client jars (by the client's inputs) and smoke.jar (by those and Smoke.kt),
+# so that changing only Smoke.kt recompiles only Smoke.kt.
+client_hash=$(
   {
-    find "$CLIENT_SRC" "$SMOKE_DIR" -type f \( -name '*.kt' -o -name '*.sh' \) -print0 | sort -z | xargs -0 sha256sum
+    find "$CLIENT_SRC" -type f -name '*.kt' -print0 | sort -z | xargs -0 sha256sum
+    sha256sum "$SMOKE_DIR"/OkHttp4Compat*.kt "$SMOKE_DIR/run.sh"
     cat "$K24/build.txt" "$K22/build.txt"
     sha256sum "${SMOKE_JARS[@]}" "${KOTLINX_SERIALIZATION_JARS[@]}" "$COROUTINES"
   } | sha256sum | cut -d' ' -f1
 )
+smoke_hash=$( { echo "$client_hash"; sha256sum "$SMOKE_DIR/Smoke.kt"; } | sha256sum | cut -d' ' -f1)
 
 kotlinc() {
   local home="$1" what="$2" start=$SECONDS
@@ -85,23 +89,28 @@ for n in zipfile.ZipFile(sys.argv[1]).namelist():
   fi
 }
 
-if [ -f "$BUILD/smoke.jar" ] && [ "$(cat "$BUILD/inputs.sha256" 2>/dev/null)" = "$inputs_hash" ]; then
-  note "kotlinc: cached build is current"
+if [ -f "$BUILD/client.jar" ] && [ "$(cat "$BUILD/client.sha256" 2>/dev/null)" = "$client_hash" ]; then
+  note "kotlinc: the client build is current (cached)"
 else
   rm -rf "$BUILD"
   mkdir -p "$BUILD/client-src"
   cp -R "$CLIENT_SRC/." "$BUILD/client-src/"
   find "$BUILD/client-src" -name '*.kt' -exec sed -i -E '/^import okhttp3\.[A-Za-z]+\.Companion\.[A-Za-z]+$/d' {} +
   cp "$SMOKE_DIR"/OkHttp4Compat*.kt "$BUILD/client-src/"
-  note "compiling $(find "$BUILD/client-src" -name '*.kt' | wc -l) client files (with the OkHttp 3.13 shim) and Smoke.kt"
+  note "compiling $(find "$BUILD/client-src" -name '*.kt' | wc -l) client files (with the OkHttp 3.13 shim)"
   kotlinc "$K24" "the client, ${CLIENT_OPTIONS[*]}" \
     "${CLIENT_OPTIONS[@]}" -cp "$libs" -d "$BUILD/client.jar" "$BUILD/client-src"
   check_metadata "$BUILD/client.jar"
   kotlinc "$K22" "the client, same sources" \
     "${CLIENT_OPTIONS[@]}" -cp "$libs" -d "$BUILD/client-k22.jar" "$BUILD/client-src"
+  echo "$client_hash" >"$BUILD/client.sha256"
+fi
+if [ -f "$BUILD/smoke.jar" ] && [ "$(cat "$BUILD/smoke.sha256" 2>/dev/null)" = "$smoke_hash" ]; then
+  note "kotlinc: Smoke.kt build is current (cached)"
+else
   kotlinc "$K22" "Smoke.kt against the client built by $(cat "$K24/build.txt")" \
     -jvm-target 1.8 -cp "$BUILD/client.jar:$libs" -d "$BUILD/smoke.jar" "$SMOKE_DIR/Smoke.kt"
-  echo "$inputs_hash" >"$BUILD/inputs.sha256"
+  echo "$smoke_hash" >"$BUILD/smoke.sha256"
 fi
 
 # The app's runtime: the 2.2.21 stdlib, the client built by 2.4.
