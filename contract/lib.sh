@@ -81,6 +81,8 @@ ensure_smoke_jars() {
       break
     fi
   done
+  # javap reads the Kotlin metadata version of the compiled client (a JRE alone lacks it).
+  command -v javap >/dev/null 2>&1 || apt_install openjdk-17-jdk-headless
   ensure_kotlin_jars
 }
 

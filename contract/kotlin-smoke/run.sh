@@ -34,7 +34,6 @@ database_url="$3"
 ensure_java
 ensure_node_tools
 ensure_smoke_jars
-command -v javap >/dev/null 2>&1 || apt_install openjdk-17-jdk-headless
 
 SMOKE_DIR="$CONTRACT_DIR/kotlin-smoke"
 CLIENT_SRC="$REPO_ROOT/clients/kotlin/src/main/kotlin"
