@@ -10,8 +10,16 @@ VENV="$CONTRACT_DIR/.venv"
 NODE_BIN="$CONTRACT_DIR/node_modules/.bin"
 SPEC="$REPO_ROOT/openapi/v1.json"
 
-# Jars the Kotlin smoke test compiles and runs the generated client against (Debian packages).
-SMOKE_JARS=(/usr/share/java/okhttp.jar /usr/share/java/okio.jar /usr/share/java/gson.jar)
+# Jars the Kotlin smoke test compiles and runs the generated client against: OkHttp 3.13 and
+# Okio from Debian (the client is written against OkHttp 4; see contract/kotlin-smoke/run.sh),
+# kotlinx-serialization 1.9.0 from PyPI (ensure_kotlin_jars). kotlinx-coroutines comes with the
+# Kotlin compiler (node_modules/kotlin-compiler*/lib).
+SMOKE_JARS=(/usr/share/java/okhttp.jar /usr/share/java/okio.jar)
+KOTLIN_JARS_DIR="$WORK_DIR/jars"
+KOTLINX_SERIALIZATION_JARS=(
+  "$KOTLIN_JARS_DIR/kotlinx-serialization-core-jvm-1.9.0.jar"
+  "$KOTLIN_JARS_DIR/kotlinx-serialization-json-jvm-1.9.0.jar"
+)
 
 export OPTIC_TELEMETRY_LEVEL=off
 export NPM_CONFIG_UPDATE_NOTIFIER=false
@@ -69,10 +77,48 @@ ensure_smoke_jars() {
   local jar
   for jar in "${SMOKE_JARS[@]}"; do
     if [ ! -f "$jar" ]; then
-      apt_install libokhttp-java libokio-java libgoogle-gson-java
-      return 0
+      apt_install libokhttp-java libokio-java
+      break
     fi
   done
+  # javap reads the Kotlin metadata version of the compiled client (a JRE alone lacks it).
+  command -v javap >/dev/null 2>&1 || apt_install openjdk-17-jdk-headless
+  ensure_kotlin_jars
+}
+
+# kotlinx-serialization core/json 1.9.0, unzipped from the PyPI wheel pinned (with its hash) in
+# contract/kotlin-jars.txt; the wheel itself is not kept.
+ensure_kotlin_jars() {
+  local stamp="$KOTLIN_JARS_DIR/.kotlin-jars.sha256" want tmp jar
+  want=$(_hash "$CONTRACT_DIR/kotlin-jars.txt")
+  if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && ls "${KOTLINX_SERIALIZATION_JARS[@]}" >/dev/null 2>&1; then
+    return 0
+  fi
+  ensure_python_tools
+  note "extracting kotlinx-serialization jars into contract/.work/jars (PyPI kotlin-jupyter-kernel)"
+  tmp=$(mktemp -d)
+  if ! "$VENV/bin/pip" download -q --no-deps --require-hashes -r "$CONTRACT_DIR/kotlin-jars.txt" -d "$tmp"; then
+    rm -rf "$tmp"
+    return 1
+  fi
+  rm -rf "$KOTLIN_JARS_DIR"
+  mkdir -p "$KOTLIN_JARS_DIR"
+  # Python's zipfile rather than unzip(1), which a bare CI image may lack.
+  if ! python3 - "$KOTLIN_JARS_DIR" "$tmp"/*.whl "${KOTLINX_SERIALIZATION_JARS[@]}" <<'PY'
+import os, sys, zipfile
+dest, wheel, jars = sys.argv[1], sys.argv[2], sys.argv[3:]
+with zipfile.ZipFile(wheel) as z:
+    for jar in jars:
+        name = os.path.basename(jar)
+        with z.open("run_kotlin_kernel/jars/" + name) as src, open(os.path.join(dest, name), "wb") as out:
+            out.write(src.read())
+PY
+  then
+    rm -rf "$tmp"
+    return 1
+  fi
+  rm -rf "$tmp"
+  echo "$want" >"$stamp"
 }
 
 # A TCP port nothing listens on right now.

@@ -32,8 +32,11 @@ import com.phonemanager.client.models.DeviceResponse
 import com.phonemanager.client.models.ErrorBody
 import com.phonemanager.client.models.RegisterDeviceRequest
 
-import com.google.gson.annotations.SerializedName
+import kotlinx.serialization.SerialName
+import kotlinx.serialization.Serializable
 
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.withContext
 import com.phonemanager.client.infrastructure.ApiClient
 import com.phonemanager.client.infrastructure.ApiResponse
 import com.phonemanager.client.infrastructure.ClientException
@@ -47,6 +50,7 @@ import com.phonemanager.client.infrastructure.RequestMethod
 import com.phonemanager.client.infrastructure.ResponseType
 import com.phonemanager.client.infrastructure.Success
 import com.phonemanager.client.infrastructure.toMultiValue
+import com.phonemanager.client.infrastructure.Serializer
 
 open class DevicesApi(basePath: kotlin.String = defaultBasePath, client: Call.Factory = ApiClient.defaultClient) : ApiClient(basePath, client) {
     companion object {
@@ -69,10 +73,10 @@ open class DevicesApi(basePath: kotlin.String = defaultBasePath, client: Call.Fa
      * @throws ServerException If the API returns a server error response
      */
     @Throws(IllegalStateException::class, IOException::class, UnsupportedOperationException::class, ClientException::class, ServerException::class)
-    fun deleteDevice(deviceId: java.util.UUID) : Unit {
+    suspend fun deleteDevice(deviceId: java.util.UUID) : Unit = withContext(Dispatchers.IO) {
         val localVarResponse = deleteDeviceWithHttpInfo(deviceId = deviceId)
 
-        return when (localVarResponse.responseType) {
+        return@withContext when (localVarResponse.responseType) {
             ResponseType.Success -> Unit
             ResponseType.Informational -> throw UnsupportedOperationException("Client does not support Informational responses.")
             ResponseType.Redirection -> throw UnsupportedOperationException("Client does not support Redirection responses.")
@@ -97,10 +101,10 @@ open class DevicesApi(basePath: kotlin.String = defaultBasePath, client: Call.Fa
      * @throws IOException Rethrows the OkHttp execute method exception
      */
     @Throws(IllegalStateException::class, IOException::class)
-    fun deleteDeviceWithHttpInfo(deviceId: java.util.UUID) : ApiResponse<Unit?> {
+    suspend fun deleteDeviceWithHttpInfo(deviceId: java.util.UUID) : ApiResponse<Unit?> = withContext(Dispatchers.IO) {
         val localVariableConfig = deleteDeviceRequestConfig(deviceId = deviceId)
 
-        return request<Unit, Unit>(
+        return@withContext request<Unit, Unit>(
             localVariableConfig
         )
     }
@@ -141,10 +145,10 @@ open class DevicesApi(basePath: kotlin.String = defaultBasePath, client: Call.Fa
      */
     @Suppress("UNCHECKED_CAST")
     @Throws(IllegalStateException::class, IOException::class, UnsupportedOperationException::class, ClientException::class, ServerException::class)
-    fun listDevices(groupId: kotlin.String) : DeviceListResponse {
+    suspend fun listDevices(groupId: kotlin.String) : DeviceListResponse = withContext(Dispatchers.IO) {
         val localVarResponse = listDevicesWithHttpInfo(groupId = groupId)
 
-        return when (localVarResponse.responseType) {
+        return@withContext when (localVarResponse.responseType) {
             ResponseType.Success -> (localVarResponse as Success<*>).data as DeviceListResponse
             ResponseType.Informational -> throw UnsupportedOperationException("Client does not support Informational responses.")
             ResponseType.Redirection -> throw UnsupportedOperationException("Client does not support Redirection responses.")
@@ -170,10 +174,10 @@ open class DevicesApi(basePath: kotlin.String = defaultBasePath, client: Call.Fa
      */
     @Suppress("UNCHECKED_CAST")
     @Throws(IllegalStateException::class, IOException::class)
-    fun listDevicesWithHttpInfo(groupId: kotlin.String) : ApiResponse<DeviceListResponse?> {
+    suspend fun listDevicesWithHttpInfo(groupId: kotlin.String) : ApiResponse<DeviceListResponse?> = withContext(Dispatchers.IO) {
         val localVariableConfig = listDevicesRequestConfig(groupId = groupId)
 
-        return request<Unit, DeviceListResponse>(
+        return@withContext request<Unit, DeviceListResponse>(
             localVariableConfig
         )
     }
@@ -217,10 +221,10 @@ open class DevicesApi(basePath: kotlin.String = defaultBasePath, client: Call.Fa
      */
     @Suppress("UNCHECKED_CAST")
     @Throws(IllegalStateException::class, IOException::class, UnsupportedOperationException::class, ClientException::class, ServerException::class)
-    fun registerDevice(registerDeviceRequest: RegisterDeviceRequest) : DeviceResponse {
+    suspend fun registerDevice(registerDeviceRequest: RegisterDeviceRequest) : DeviceResponse = withContext(Dispatchers.IO) {
         val localVarResponse = registerDeviceWithHttpInfo(registerDeviceRequest = registerDeviceRequest)
 
-        return when (localVarResponse.responseType) {
+        return@withContext when (localVarResponse.responseType) {
             ResponseType.Success -> (localVarResponse as Success<*>).data as DeviceResponse
             ResponseType.Informational -> throw UnsupportedOperationException("Client does not support Informational responses.")
             ResponseType.Redirection -> throw UnsupportedOperationException("Client does not support Redirection responses.")
@@ -246,10 +250,10 @@ open class DevicesApi(basePath: kotlin.String = defaultBasePath, client: Call.Fa
      */
     @Suppress("UNCHECKED_CAST")
     @Throws(IllegalStateException::class, IOException::class)
-    fun registerDeviceWithHttpInfo(registerDeviceRequest: RegisterDeviceRequest) : ApiResponse<DeviceResponse?> {
+    suspend fun registerDeviceWithHttpInfo(registerDeviceRequest: RegisterDeviceRequest) : ApiResponse<DeviceResponse?> = withContext(Dispatchers.IO) {
         val localVariableConfig = registerDeviceRequestConfig(registerDeviceRequest = registerDeviceRequest)
 
-        return request<RegisterDeviceRequest, DeviceResponse>(
+        return@withContext request<RegisterDeviceRequest, DeviceResponse>(
             localVariableConfig
         )
     }

@@ -30,8 +30,11 @@ import okhttp3.HttpUrl
 import com.phonemanager.client.models.CurrentKeyResponse
 import com.phonemanager.client.models.ErrorBody
 
-import com.google.gson.annotations.SerializedName
+import kotlinx.serialization.SerialName
+import kotlinx.serialization.Serializable
 
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.withContext
 import com.phonemanager.client.infrastructure.ApiClient
 import com.phonemanager.client.infrastructure.ApiResponse
 import com.phonemanager.client.infrastructure.ClientException
@@ -45,6 +48,7 @@ import com.phonemanager.client.infrastructure.RequestMethod
 import com.phonemanager.client.infrastructure.ResponseType
 import com.phonemanager.client.infrastructure.Success
 import com.phonemanager.client.infrastructure.toMultiValue
+import com.phonemanager.client.infrastructure.Serializer
 
 open class KeysApi(basePath: kotlin.String = defaultBasePath, client: Call.Factory = ApiClient.defaultClient) : ApiClient(basePath, client) {
     companion object {
@@ -67,10 +71,10 @@ open class KeysApi(basePath: kotlin.String = defaultBasePath, client: Call.Facto
      */
     @Suppress("UNCHECKED_CAST")
     @Throws(IllegalStateException::class, IOException::class, UnsupportedOperationException::class, ClientException::class, ServerException::class)
-    fun getCurrentKey() : CurrentKeyResponse {
+    suspend fun getCurrentKey() : CurrentKeyResponse = withContext(Dispatchers.IO) {
         val localVarResponse = getCurrentKeyWithHttpInfo()
 
-        return when (localVarResponse.responseType) {
+        return@withContext when (localVarResponse.responseType) {
             ResponseType.Success -> (localVarResponse as Success<*>).data as CurrentKeyResponse
             ResponseType.Informational -> throw UnsupportedOperationException("Client does not support Informational responses.")
             ResponseType.Redirection -> throw UnsupportedOperationException("Client does not support Redirection responses.")
@@ -95,10 +99,10 @@ open class KeysApi(basePath: kotlin.String = defaultBasePath, client: Call.Facto
      */
     @Suppress("UNCHECKED_CAST")
     @Throws(IllegalStateException::class, IOException::class)
-    fun getCurrentKeyWithHttpInfo() : ApiResponse<CurrentKeyResponse?> {
+    suspend fun getCurrentKeyWithHttpInfo() : ApiResponse<CurrentKeyResponse?> = withContext(Dispatchers.IO) {
         val localVariableConfig = getCurrentKeyRequestConfig()
 
-        return request<Unit, CurrentKeyResponse>(
+        return@withContext request<Unit, CurrentKeyResponse>(
             localVariableConfig
         )
     }

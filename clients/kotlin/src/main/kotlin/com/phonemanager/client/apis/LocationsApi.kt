@@ -32,8 +32,11 @@ import com.phonemanager.client.models.UploadLocationBatchRequest
 import com.phonemanager.client.models.UploadLocationRequest
 import com.phonemanager.client.models.UploadResponse
 
-import com.google.gson.annotations.SerializedName
+import kotlinx.serialization.SerialName
+import kotlinx.serialization.Serializable
 
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.withContext
 import com.phonemanager.client.infrastructure.ApiClient
 import com.phonemanager.client.infrastructure.ApiResponse
 import com.phonemanager.client.infrastructure.ClientException
@@ -47,6 +50,7 @@ import com.phonemanager.client.infrastructure.RequestMethod
 import com.phonemanager.client.infrastructure.ResponseType
 import com.phonemanager.client.infrastructure.Success
 import com.phonemanager.client.infrastructure.toMultiValue
+import com.phonemanager.client.infrastructure.Serializer
 
 open class LocationsApi(basePath: kotlin.String = defaultBasePath, client: Call.Factory = ApiClient.defaultClient) : ApiClient(basePath, client) {
     companion object {
@@ -71,10 +75,10 @@ open class LocationsApi(basePath: kotlin.String = defaultBasePath, client: Call.
      */
     @Suppress("UNCHECKED_CAST")
     @Throws(IllegalStateException::class, IOException::class, UnsupportedOperationException::class, ClientException::class, ServerException::class)
-    fun uploadLocation(uploadLocationRequest: UploadLocationRequest, idempotencyKey: kotlin.String? = null) : UploadResponse {
+    suspend fun uploadLocation(uploadLocationRequest: UploadLocationRequest, idempotencyKey: kotlin.String? = null) : UploadResponse = withContext(Dispatchers.IO) {
         val localVarResponse = uploadLocationWithHttpInfo(uploadLocationRequest = uploadLocationRequest, idempotencyKey = idempotencyKey)
 
-        return when (localVarResponse.responseType) {
+        return@withContext when (localVarResponse.responseType) {
             ResponseType.Success -> (localVarResponse as Success<*>).data as UploadResponse
             ResponseType.Informational -> throw UnsupportedOperationException("Client does not support Informational responses.")
             ResponseType.Redirection -> throw UnsupportedOperationException("Client does not support Redirection responses.")
@@ -101,10 +105,10 @@ open class LocationsApi(basePath: kotlin.String = defaultBasePath, client: Call.
      */
     @Suppress("UNCHECKED_CAST")
     @Throws(IllegalStateException::class, IOException::class)
-    fun uploadLocationWithHttpInfo(uploadLocationRequest: UploadLocationRequest, idempotencyKey: kotlin.String?) : ApiResponse<UploadResponse?> {
+    suspend fun uploadLocationWithHttpInfo(uploadLocationRequest: UploadLocationRequest, idempotencyKey: kotlin.String?) : ApiResponse<UploadResponse?> = withContext(Dispatchers.IO) {
         val localVariableConfig = uploadLocationRequestConfig(uploadLocationRequest = uploadLocationRequest, idempotencyKey = idempotencyKey)
 
-        return request<UploadLocationRequest, UploadResponse>(
+        return@withContext request<UploadLocationRequest, UploadResponse>(
             localVariableConfig
         )
     }
@@ -149,10 +153,10 @@ open class LocationsApi(basePath: kotlin.String = defaultBasePath, client: Call.
      */
     @Suppress("UNCHECKED_CAST")
     @Throws(IllegalStateException::class, IOException::class, UnsupportedOperationException::class, ClientException::class, ServerException::class)
-    fun uploadLocationBatch(uploadLocationBatchRequest: UploadLocationBatchRequest, idempotencyKey: kotlin.String? = null) : UploadResponse {
+    suspend fun uploadLocationBatch(uploadLocationBatchRequest: UploadLocationBatchRequest, idempotencyKey: kotlin.String? = null) : UploadResponse = withContext(Dispatchers.IO) {
         val localVarResponse = uploadLocationBatchWithHttpInfo(uploadLocationBatchRequest = uploadLocationBatchRequest, idempotencyKey = idempotencyKey)
 
-        return when (localVarResponse.responseType) {
+        return@withContext when (localVarResponse.responseType) {
             ResponseType.Success -> (localVarResponse as Success<*>).data as UploadResponse
             ResponseType.Informational -> throw UnsupportedOperationException("Client does not support Informational responses.")
             ResponseType.Redirection -> throw UnsupportedOperationException("Client does not support Redirection responses.")
@@ -179,10 +183,10 @@ open class LocationsApi(basePath: kotlin.String = defaultBasePath, client: Call.
      */
     @Suppress("UNCHECKED_CAST")
     @Throws(IllegalStateException::class, IOException::class)
-    fun uploadLocationBatchWithHttpInfo(uploadLocationBatchRequest: UploadLocationBatchRequest, idempotencyKey: kotlin.String?) : ApiResponse<UploadResponse?> {
+    suspend fun uploadLocationBatchWithHttpInfo(uploadLocationBatchRequest: UploadLocationBatchRequest, idempotencyKey: kotlin.String?) : ApiResponse<UploadResponse?> = withContext(Dispatchers.IO) {
         val localVariableConfig = uploadLocationBatchRequestConfig(uploadLocationBatchRequest = uploadLocationBatchRequest, idempotencyKey = idempotencyKey)
 
-        return request<UploadLocationBatchRequest, UploadResponse>(
+        return@withContext request<UploadLocationBatchRequest, UploadResponse>(
             localVariableConfig
         )
     }

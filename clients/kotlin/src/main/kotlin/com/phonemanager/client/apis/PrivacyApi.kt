@@ -30,8 +30,11 @@ import okhttp3.HttpUrl
 import com.phonemanager.client.models.DataExport
 import com.phonemanager.client.models.ErrorBody
 
-import com.google.gson.annotations.SerializedName
+import kotlinx.serialization.SerialName
+import kotlinx.serialization.Serializable
 
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.withContext
 import com.phonemanager.client.infrastructure.ApiClient
 import com.phonemanager.client.infrastructure.ApiResponse
 import com.phonemanager.client.infrastructure.ClientException
@@ -45,6 +48,7 @@ import com.phonemanager.client.infrastructure.RequestMethod
 import com.phonemanager.client.infrastructure.ResponseType
 import com.phonemanager.client.infrastructure.Success
 import com.phonemanager.client.infrastructure.toMultiValue
+import com.phonemanager.client.infrastructure.Serializer
 
 open class PrivacyApi(basePath: kotlin.String = defaultBasePath, client: Call.Factory = ApiClient.defaultClient) : ApiClient(basePath, client) {
     companion object {
@@ -67,10 +71,10 @@ open class PrivacyApi(basePath: kotlin.String = defaultBasePath, client: Call.Fa
      * @throws ServerException If the API returns a server error response
      */
     @Throws(IllegalStateException::class, IOException::class, UnsupportedOperationException::class, ClientException::class, ServerException::class)
-    fun deleteDeviceData(deviceId: java.util.UUID) : Unit {
+    suspend fun deleteDeviceData(deviceId: java.util.UUID) : Unit = withContext(Dispatchers.IO) {
         val localVarResponse = deleteDeviceDataWithHttpInfo(deviceId = deviceId)
 
-        return when (localVarResponse.responseType) {
+        return@withContext when (localVarResponse.responseType) {
             ResponseType.Success -> Unit
             ResponseType.Informational -> throw UnsupportedOperationException("Client does not support Informational responses.")
             ResponseType.Redirection -> throw UnsupportedOperationException("Client does not support Redirection responses.")
@@ -95,10 +99,10 @@ open class PrivacyApi(basePath: kotlin.String = defaultBasePath, client: Call.Fa
      * @throws IOException Rethrows the OkHttp execute method exception
      */
     @Throws(IllegalStateException::class, IOException::class)
-    fun deleteDeviceDataWithHttpInfo(deviceId: java.util.UUID) : ApiResponse<Unit?> {
+    suspend fun deleteDeviceDataWithHttpInfo(deviceId: java.util.UUID) : ApiResponse<Unit?> = withContext(Dispatchers.IO) {
         val localVariableConfig = deleteDeviceDataRequestConfig(deviceId = deviceId)
 
-        return request<Unit, Unit>(
+        return@withContext request<Unit, Unit>(
             localVariableConfig
         )
     }
@@ -139,10 +143,10 @@ open class PrivacyApi(basePath: kotlin.String = defaultBasePath, client: Call.Fa
      */
     @Suppress("UNCHECKED_CAST")
     @Throws(IllegalStateException::class, IOException::class, UnsupportedOperationException::class, ClientException::class, ServerException::class)
-    fun exportDeviceData(deviceId: java.util.UUID) : DataExport {
+    suspend fun exportDeviceData(deviceId: java.util.UUID) : DataExport = withContext(Dispatchers.IO) {
         val localVarResponse = exportDeviceDataWithHttpInfo(deviceId = deviceId)
 
-        return when (localVarResponse.responseType) {
+        return@withContext when (localVarResponse.responseType) {
             ResponseType.Success -> (localVarResponse as Success<*>).data as DataExport
             ResponseType.Informational -> throw UnsupportedOperationException("Client does not support Informational responses.")
             ResponseType.Redirection -> throw UnsupportedOperationException("Client does not support Redirection responses.")
@@ -168,10 +172,10 @@ open class PrivacyApi(basePath: kotlin.String = defaultBasePath, client: Call.Fa
      */
     @Suppress("UNCHECKED_CAST")
     @Throws(IllegalStateException::class, IOException::class)
-    fun exportDeviceDataWithHttpInfo(deviceId: java.util.UUID) : ApiResponse<DataExport?> {
+    suspend fun exportDeviceDataWithHttpInfo(deviceId: java.util.UUID) : ApiResponse<DataExport?> = withContext(Dispatchers.IO) {
         val localVariableConfig = exportDeviceDataRequestConfig(deviceId = deviceId)
 
-        return request<Unit, DataExport>(
+        return@withContext request<Unit, DataExport>(
             localVariableConfig
         )
     }

@@ -28,7 +28,11 @@ import java.time.OffsetDateTime
 import java.time.OffsetTime
 import java.util.Locale
 import java.util.regex.Pattern
-import com.google.gson.reflect.TypeToken
+import kotlin.coroutines.resume
+import kotlin.coroutines.resumeWithException
+import kotlinx.coroutines.suspendCancellableCoroutine
+import kotlinx.serialization.decodeFromString
+import kotlinx.serialization.encodeToString
 
 val EMPTY_REQUEST: RequestBody = ByteArray(0).toRequestBody()
 
@@ -202,7 +206,9 @@ open class ApiClient(val baseUrl: String, val client: Call.Factory = defaultClie
         }
 
         return if (contentType?.contains("json") == true) {
-            Serializer.gson.toJson(obj)
+            // Note: Without a custom serializer, kotlinx.serialization cannot serialize Any?
+            // The custom serializer should be provided at PartConfig creation to capture type info
+            parameterToString(obj)
         } else {
             parameterToString(obj)
         }
@@ -269,7 +275,7 @@ open class ApiClient(val baseUrl: String, val client: Call.Factory = defaultClie
                 if (content == null) {
                     EMPTY_REQUEST
                 } else {
-                    Serializer.gson.toJson(content, T::class.java)
+                    Serializer.kotlinxSerializationJson.encodeToString(content)
                         .toRequestBody((mediaType ?: JSON_MEDIA_TYPE).toMediaTypeOrNull())
                 }
             mediaType == XML_MEDIA_TYPE -> throw UnsupportedOperationException("xml not currently supported.")
@@ -349,7 +355,7 @@ open class ApiClient(val baseUrl: String, val client: Call.Factory = defaultClie
                 if (bodyContent.isEmpty()) {
                     return null
                 }
-                Serializer.gson.fromJson(bodyContent, (object: TypeToken<T>(){}).getType())
+                Serializer.kotlinxSerializationJson.decodeFromString<T>(bodyContent)
             }
             mediaType == OCTET_MEDIA_TYPE -> body.bytes() as? T
             mediaType == TEXT_MEDIA_TYPE -> body.string() as? T
@@ -369,7 +375,7 @@ open class ApiClient(val baseUrl: String, val client: Call.Factory = defaultClie
         }
     }
 
-    protected inline fun <reified I, reified T: Any?> request(requestConfig: RequestConfig<I>): ApiResponse<T?> {
+    protected suspend inline fun <reified I, reified T: Any?> request(requestConfig: RequestConfig<I>): ApiResponse<T?> {
         val httpUrl = baseUrl.toHttpUrlOrNull() ?: throw IllegalStateException("baseUrl is invalid.")
 
         // take authMethod from operation
@@ -421,8 +427,38 @@ open class ApiClient(val baseUrl: String, val client: Call.Factory = defaultClie
             this.headers(headersBuilder.build())
         }.build()
 
-        val response = client.newCall(request).execute()
+        // [phone-manager override] The whole exchange, reading the response body included, runs
+        // in OkHttp's enqueue callback, and the coroutine resumes only with the finished
+        // ApiResponse. So cancelling the coroutine cancels the Call at any point (the upstream
+        // template resumed with the bare Response and read the body afterwards, blocking and no
+        // longer cancellable, and leaked the Response when the cancellation raced the resume),
+        // and an exception while reading or decoding reaches the caller instead of OkHttp's
+        // dispatcher thread.
+        return suspendCancellableCoroutine { continuation ->
+            val call = client.newCall(request)
+            continuation.invokeOnCancellation { call.cancel() }
+            call.enqueue(object : Callback {
+                override fun onFailure(call: Call, e: IOException) {
+                    continuation.resumeWithException(e)
+                }
+                override fun onResponse(call: Call, response: Response) {
+                    val result = try {
+                        toApiResponse<T>(response)
+                    } catch (e: Throwable) {
+                        continuation.resumeWithException(e)
+                        return
+                    }
+                    continuation.resume(result)
+                }
+            })
+        }
+    }
 
+    /**
+     * Reads and closes [response]: its body is decoded as [T] for a 2xx answer and kept as a
+     * String for a 4xx/5xx answer.
+     */
+    protected inline fun <reified T: Any?> toApiResponse(response: Response): ApiResponse<T?> {
         val accept = response.header(CONTENT_TYPE)?.substringBefore(";")?.lowercase(Locale.US)
 
         // TODO: handle specific mapping types. e.g. Map<int, Class<?>>
@@ -478,6 +514,6 @@ open class ApiClient(val baseUrl: String, val client: Call.Factory = defaultClie
         formatter. It also easily allows to provide a simple way to define a custom date format pattern
         inside a gson/moshi adapter.
         */
-        return Serializer.gson.toJson(value, T::class.java).replace("\"", "")
+        return Serializer.kotlinxSerializationJson.encodeToString(value).replace("\"", "")
     }
 }

@@ -1,35 +1,22 @@
 package com.phonemanager.client.infrastructure
 
-import com.google.gson.TypeAdapter
-import com.google.gson.stream.JsonReader
-import com.google.gson.stream.JsonWriter
-import com.google.gson.stream.JsonToken.NULL
-import java.io.IOException
+import kotlinx.serialization.KSerializer
+import kotlinx.serialization.encoding.Decoder
+import kotlinx.serialization.encoding.Encoder
+import kotlinx.serialization.descriptors.PrimitiveSerialDescriptor
+import kotlinx.serialization.descriptors.PrimitiveKind
+import kotlinx.serialization.descriptors.SerialDescriptor
 import java.time.LocalDateTime
 import java.time.format.DateTimeFormatter
 
-class LocalDateTimeAdapter(private val formatter: DateTimeFormatter = DateTimeFormatter.ISO_LOCAL_DATE_TIME) : TypeAdapter<LocalDateTime>() {
-    @Throws(IOException::class)
-    override fun write(out: JsonWriter?, value: LocalDateTime?) {
-        if (value == null) {
-            out?.nullValue()
-        } else {
-            out?.value(formatter.format(value))
-        }
+object LocalDateTimeAdapter : KSerializer<LocalDateTime> {
+    override val descriptor: SerialDescriptor = PrimitiveSerialDescriptor("LocalDateTime", PrimitiveKind.STRING)
+
+    override fun serialize(encoder: Encoder, value: LocalDateTime) {
+        encoder.encodeString(DateTimeFormatter.ISO_LOCAL_DATE_TIME.format(value))
     }
 
-    @Throws(IOException::class)
-    override fun read(out: JsonReader?): LocalDateTime? {
-        out ?: return null
-
-        when (out.peek()) {
-            NULL -> {
-                out.nextNull()
-                return null
-            }
-            else -> {
-                return LocalDateTime.parse(out.nextString(), formatter)
-            }
-        }
+    override fun deserialize(decoder: Decoder): LocalDateTime {
+        return LocalDateTime.parse(decoder.decodeString(), DateTimeFormatter.ISO_LOCAL_DATE_TIME)
     }
 }

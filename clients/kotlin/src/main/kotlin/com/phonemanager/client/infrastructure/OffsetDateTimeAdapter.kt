@@ -1,35 +1,22 @@
 package com.phonemanager.client.infrastructure
 
-import com.google.gson.TypeAdapter
-import com.google.gson.stream.JsonReader
-import com.google.gson.stream.JsonWriter
-import com.google.gson.stream.JsonToken.NULL
-import java.io.IOException
+import kotlinx.serialization.KSerializer
+import kotlinx.serialization.encoding.Decoder
+import kotlinx.serialization.encoding.Encoder
+import kotlinx.serialization.descriptors.PrimitiveSerialDescriptor
+import kotlinx.serialization.descriptors.PrimitiveKind
+import kotlinx.serialization.descriptors.SerialDescriptor
 import java.time.OffsetDateTime
 import java.time.format.DateTimeFormatter
 
-class OffsetDateTimeAdapter(private val formatter: DateTimeFormatter = DateTimeFormatter.ISO_OFFSET_DATE_TIME) : TypeAdapter<OffsetDateTime>() {
-    @Throws(IOException::class)
-    override fun write(out: JsonWriter?, value: OffsetDateTime?) {
-        if (value == null) {
-            out?.nullValue()
-        } else {
-            out?.value(formatter.format(value))
-        }
+object OffsetDateTimeAdapter : KSerializer<OffsetDateTime> {
+    override val descriptor: SerialDescriptor = PrimitiveSerialDescriptor("OffsetDateTime", PrimitiveKind.STRING)
+
+    override fun serialize(encoder: Encoder, value: OffsetDateTime) {
+        encoder.encodeString(DateTimeFormatter.ISO_OFFSET_DATE_TIME.format(value))
     }
 
-    @Throws(IOException::class)
-    override fun read(out: JsonReader?): OffsetDateTime? {
-        out ?: return null
-
-        when (out.peek()) {
-            NULL -> {
-                out.nextNull()
-                return null
-            }
-            else -> {
-                return OffsetDateTime.parse(out.nextString(), formatter)
-            }
-        }
+    override fun deserialize(decoder: Decoder): OffsetDateTime {
+        return OffsetDateTime.parse(decoder.decodeString(), DateTimeFormatter.ISO_OFFSET_DATE_TIME)
     }
 }

@@ -24,7 +24,14 @@
 package com.phonemanager.client.models
 
 
-import com.google.gson.annotations.SerializedName
+import kotlinx.serialization.Serializable
+import kotlinx.serialization.SerialName
+import kotlinx.serialization.Contextual
+import kotlinx.serialization.KSerializer
+import kotlinx.serialization.Serializer
+import kotlinx.serialization.builtins.serializer
+import kotlinx.serialization.encoding.Decoder
+import kotlinx.serialization.encoding.Encoder
 
 /**
  * One fix of a batch (the device is given once, on the batch).
@@ -40,48 +47,48 @@ import com.google.gson.annotations.SerializedName
  * @param batteryLevel Battery percentage, 0 to 100.
  * @param networkType Network type, e.g. `wifi`, `cellular` (1–50 characters, no control characters).
  */
-
+@Serializable
 
 data class BatchLocation (
 
     /* When the fix was taken, in milliseconds since the Unix epoch. At most 60 s in the future (clock skew) and at most 7 days old. */
-    @SerializedName("timestamp")
+    @SerialName(value = "timestamp")
     val timestamp: kotlin.Long,
 
     /* Degrees, -90 to 90 inclusive. */
-    @SerializedName("latitude")
+    @SerialName(value = "latitude")
     val latitude: kotlin.Double,
 
     /* Degrees, -180 to 180 inclusive. */
-    @SerializedName("longitude")
+    @SerialName(value = "longitude")
     val longitude: kotlin.Double,
 
     /* Horizontal accuracy in metres, 0 to 3.4e38. */
-    @SerializedName("accuracy")
+    @SerialName(value = "accuracy")
     val accuracy: kotlin.Double,
 
     /* Metres above sea level, -1,000,000 to 1,000,000. */
-    @SerializedName("altitude")
+    @SerialName(value = "altitude")
     val altitude: kotlin.Double? = null,
 
     /* Degrees from north, 0 to 360 inclusive. */
-    @SerializedName("bearing")
+    @SerialName(value = "bearing")
     val bearing: kotlin.Double? = null,
 
     /* Metres per second, 0 to 3.4e38. */
-    @SerializedName("speed")
+    @SerialName(value = "speed")
     val speed: kotlin.Double? = null,
 
     /* Location provider, e.g. `gps`, `network`, `fused` (1–50 characters, no control characters). */
-    @SerializedName("provider")
+    @SerialName(value = "provider")
     val provider: kotlin.String? = null,
 
     /* Battery percentage, 0 to 100. */
-    @SerializedName("battery_level")
+    @SerialName(value = "battery_level")
     val batteryLevel: kotlin.Long? = null,
 
     /* Network type, e.g. `wifi`, `cellular` (1–50 characters, no control characters). */
-    @SerializedName("network_type")
+    @SerialName(value = "network_type")
     val networkType: kotlin.String? = null
 
 ) {

@@ -24,7 +24,14 @@
 package com.phonemanager.client.models
 
 
-import com.google.gson.annotations.SerializedName
+import kotlinx.serialization.Serializable
+import kotlinx.serialization.SerialName
+import kotlinx.serialization.Contextual
+import kotlinx.serialization.KSerializer
+import kotlinx.serialization.Serializer
+import kotlinx.serialization.builtins.serializer
+import kotlinx.serialization.encoding.Decoder
+import kotlinx.serialization.encoding.Encoder
 
 /**
  * 
@@ -35,26 +42,26 @@ import com.google.gson.annotations.SerializedName
  * @param isAdmin Admin keys may also call `/api/v1/admin/_*`.
  * @param expiresAt When the key stops working; null when it never expires.
  */
-
+@Serializable
 
 data class CurrentKeyResponse (
 
-    @SerializedName("id")
+    @SerialName(value = "id")
     val id: kotlin.Long,
 
     /* First 8 characters of the key, as `phone-manager keys list` shows them. */
-    @SerializedName("prefix")
+    @SerialName(value = "prefix")
     val prefix: kotlin.String,
 
-    @SerializedName("name")
+    @SerialName(value = "name")
     val name: kotlin.String,
 
     /* Admin keys may also call `/api/v1/admin/_*`. */
-    @SerializedName("is_admin")
+    @SerialName(value = "is_admin")
     val isAdmin: kotlin.Boolean,
 
     /* When the key stops working; null when it never expires. */
-    @SerializedName("expires_at")
+    @Contextual @SerialName(value = "expires_at")
     val expiresAt: java.time.OffsetDateTime? = null
 
 ) {

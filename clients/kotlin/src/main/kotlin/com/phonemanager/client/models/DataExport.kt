@@ -26,7 +26,14 @@ package com.phonemanager.client.models
 import com.phonemanager.client.models.ExportedDevice
 import com.phonemanager.client.models.ExportedLocation
 
-import com.google.gson.annotations.SerializedName
+import kotlinx.serialization.Serializable
+import kotlinx.serialization.SerialName
+import kotlinx.serialization.Contextual
+import kotlinx.serialization.KSerializer
+import kotlinx.serialization.Serializer
+import kotlinx.serialization.builtins.serializer
+import kotlinx.serialization.encoding.Decoder
+import kotlinx.serialization.encoding.Encoder
 
 /**
  * Everything stored about a device (the shape of the streamed export).
@@ -36,22 +43,22 @@ import com.google.gson.annotations.SerializedName
  * @param locations Every stored location, oldest capture first.
  * @param locationCount How many locations the export holds.
  */
-
+@Serializable
 
 data class DataExport (
 
-    @SerializedName("exported_at")
+    @Contextual @SerialName(value = "exported_at")
     val exportedAt: java.time.OffsetDateTime,
 
-    @SerializedName("device")
+    @SerialName(value = "device")
     val device: ExportedDevice,
 
     /* Every stored location, oldest capture first. */
-    @SerializedName("locations")
+    @SerialName(value = "locations")
     val locations: kotlin.collections.List<ExportedLocation>,
 
     /* How many locations the export holds. */
-    @SerializedName("location_count")
+    @SerialName(value = "location_count")
     val locationCount: kotlin.Long
 
 ) {

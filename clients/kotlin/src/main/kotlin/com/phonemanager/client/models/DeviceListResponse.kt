@@ -25,19 +25,26 @@ package com.phonemanager.client.models
 
 import com.phonemanager.client.models.GroupMember
 
-import com.google.gson.annotations.SerializedName
+import kotlinx.serialization.Serializable
+import kotlinx.serialization.SerialName
+import kotlinx.serialization.Contextual
+import kotlinx.serialization.KSerializer
+import kotlinx.serialization.Serializer
+import kotlinx.serialization.builtins.serializer
+import kotlinx.serialization.encoding.Decoder
+import kotlinx.serialization.encoding.Encoder
 
 /**
  * 
  *
  * @param devices Active devices of the group, sorted by display name.
  */
-
+@Serializable
 
 data class DeviceListResponse (
 
     /* Active devices of the group, sorted by display name. */
-    @SerializedName("devices")
+    @SerialName(value = "devices")
     val devices: kotlin.collections.List<GroupMember>
 
 ) {

@@ -25,7 +25,14 @@ package com.phonemanager.client.models
 
 import com.phonemanager.client.models.Platform
 
-import com.google.gson.annotations.SerializedName
+import kotlinx.serialization.Serializable
+import kotlinx.serialization.SerialName
+import kotlinx.serialization.Contextual
+import kotlinx.serialization.KSerializer
+import kotlinx.serialization.Serializer
+import kotlinx.serialization.builtins.serializer
+import kotlinx.serialization.encoding.Decoder
+import kotlinx.serialization.encoding.Encoder
 
 /**
  * 
@@ -37,28 +44,28 @@ import com.google.gson.annotations.SerializedName
  * @param createdAt First registration; never changes.
  * @param updatedAt Last change of the device's registration.
  */
-
+@Serializable
 
 data class DeviceResponse (
 
-    @SerializedName("device_id")
+    @Contextual @SerialName(value = "device_id")
     val deviceId: java.util.UUID,
 
-    @SerializedName("display_name")
+    @SerialName(value = "display_name")
     val displayName: kotlin.String,
 
-    @SerializedName("group_id")
+    @SerialName(value = "group_id")
     val groupId: kotlin.String,
 
-    @SerializedName("platform")
+    @Contextual @SerialName(value = "platform")
     val platform: Platform,
 
     /* First registration; never changes. */
-    @SerializedName("created_at")
+    @Contextual @SerialName(value = "created_at")
     val createdAt: java.time.OffsetDateTime,
 
     /* Last change of the device's registration. */
-    @SerializedName("updated_at")
+    @Contextual @SerialName(value = "updated_at")
     val updatedAt: java.time.OffsetDateTime
 
 ) {

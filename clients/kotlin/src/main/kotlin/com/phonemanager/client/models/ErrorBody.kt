@@ -25,7 +25,14 @@ package com.phonemanager.client.models
 
 import com.phonemanager.client.models.FieldError
 
-import com.google.gson.annotations.SerializedName
+import kotlinx.serialization.Serializable
+import kotlinx.serialization.SerialName
+import kotlinx.serialization.Contextual
+import kotlinx.serialization.KSerializer
+import kotlinx.serialization.Serializer
+import kotlinx.serialization.builtins.serializer
+import kotlinx.serialization.encoding.Decoder
+import kotlinx.serialization.encoding.Encoder
 
 /**
  * The error envelope returned with every 4xx and 5xx response.
@@ -35,24 +42,24 @@ import com.google.gson.annotations.SerializedName
  * @param details Field-level problems; present (and non-empty) on validation errors only.
  * @param retryAfter Seconds until the client may retry; present on 429 only.
  */
-
+@Serializable
 
 data class ErrorBody (
 
     /* Machine-readable code: `validation_error`, `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`, `request_timeout`, `conflict`, `payload_too_large`, `idempotency_key_reused`, `rate_limit_exceeded`, `service_unavailable` or `internal_error`. */
-    @SerializedName("error")
+    @SerialName(value = "error")
     val error: kotlin.String,
 
     /* Human-readable explanation. */
-    @SerializedName("message")
+    @SerialName(value = "message")
     val message: kotlin.String,
 
     /* Field-level problems; present (and non-empty) on validation errors only. */
-    @SerializedName("details")
+    @SerialName(value = "details")
     val details: kotlin.collections.List<FieldError>? = null,
 
     /* Seconds until the client may retry; present on 429 only. */
-    @SerializedName("retry_after")
+    @SerialName(value = "retry_after")
     val retryAfter: kotlin.Long? = null
 
 ) {

@@ -24,7 +24,14 @@
 package com.phonemanager.client.models
 
 
-import com.google.gson.annotations.SerializedName
+import kotlinx.serialization.Serializable
+import kotlinx.serialization.SerialName
+import kotlinx.serialization.Contextual
+import kotlinx.serialization.KSerializer
+import kotlinx.serialization.Serializer
+import kotlinx.serialization.builtins.serializer
+import kotlinx.serialization.encoding.Decoder
+import kotlinx.serialization.encoding.Encoder
 
 /**
  * 
@@ -41,42 +48,42 @@ import com.google.gson.annotations.SerializedName
  * @param batteryLevel 
  * @param networkType 
  */
-
+@Serializable
 
 data class ExportedLocation (
 
-    @SerializedName("captured_at")
+    @Contextual @SerialName(value = "captured_at")
     val capturedAt: java.time.OffsetDateTime,
 
-    @SerializedName("latitude")
+    @SerialName(value = "latitude")
     val latitude: kotlin.Double,
 
-    @SerializedName("longitude")
+    @SerialName(value = "longitude")
     val longitude: kotlin.Double,
 
-    @SerializedName("accuracy")
+    @SerialName(value = "accuracy")
     val accuracy: kotlin.Float,
 
     /* When the server received it. */
-    @SerializedName("created_at")
+    @Contextual @SerialName(value = "created_at")
     val createdAt: java.time.OffsetDateTime,
 
-    @SerializedName("altitude")
+    @SerialName(value = "altitude")
     val altitude: kotlin.Double? = null,
 
-    @SerializedName("bearing")
+    @SerialName(value = "bearing")
     val bearing: kotlin.Float? = null,
 
-    @SerializedName("speed")
+    @SerialName(value = "speed")
     val speed: kotlin.Float? = null,
 
-    @SerializedName("provider")
+    @SerialName(value = "provider")
     val provider: kotlin.String? = null,
 
-    @SerializedName("battery_level")
+    @SerialName(value = "battery_level")
     val batteryLevel: kotlin.Int? = null,
 
-    @SerializedName("network_type")
+    @SerialName(value = "network_type")
     val networkType: kotlin.String? = null
 
 ) {

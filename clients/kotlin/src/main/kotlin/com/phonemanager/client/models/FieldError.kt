@@ -24,7 +24,14 @@
 package com.phonemanager.client.models
 
 
-import com.google.gson.annotations.SerializedName
+import kotlinx.serialization.Serializable
+import kotlinx.serialization.SerialName
+import kotlinx.serialization.Contextual
+import kotlinx.serialization.KSerializer
+import kotlinx.serialization.Serializer
+import kotlinx.serialization.builtins.serializer
+import kotlinx.serialization.encoding.Decoder
+import kotlinx.serialization.encoding.Encoder
 
 /**
  * One invalid input field.
@@ -32,16 +39,16 @@ import com.google.gson.annotations.SerializedName
  * @param `field` Path of the field in the request: `latitude`, `locations[3].latitude`, `group_id` (query).
  * @param message What is wrong with it.
  */
-
+@Serializable
 
 data class FieldError (
 
     /* Path of the field in the request: `latitude`, `locations[3].latitude`, `group_id` (query). */
-    @SerializedName("field")
+    @SerialName(value = "field")
     val `field`: kotlin.String,
 
     /* What is wrong with it. */
-    @SerializedName("message")
+    @SerialName(value = "message")
     val message: kotlin.String
 
 ) {

@@ -26,7 +26,14 @@ package com.phonemanager.client.models
 import com.phonemanager.client.models.LastLocationResponse
 import com.phonemanager.client.models.Platform
 
-import com.google.gson.annotations.SerializedName
+import kotlinx.serialization.Serializable
+import kotlinx.serialization.SerialName
+import kotlinx.serialization.Contextual
+import kotlinx.serialization.KSerializer
+import kotlinx.serialization.Serializer
+import kotlinx.serialization.builtins.serializer
+import kotlinx.serialization.encoding.Decoder
+import kotlinx.serialization.encoding.Encoder
 
 /**
  * 
@@ -37,25 +44,25 @@ import com.google.gson.annotations.SerializedName
  * @param lastSeenAt When the device last registered or uploaded (precise to 30 s); null if never.
  * @param lastLocation The newest fix by capture time; null when the device has none.
  */
-
+@Serializable
 
 data class GroupMember (
 
-    @SerializedName("device_id")
+    @Contextual @SerialName(value = "device_id")
     val deviceId: java.util.UUID,
 
-    @SerializedName("display_name")
+    @SerialName(value = "display_name")
     val displayName: kotlin.String,
 
-    @SerializedName("platform")
+    @Contextual @SerialName(value = "platform")
     val platform: Platform,
 
     /* When the device last registered or uploaded (precise to 30 s); null if never. */
-    @SerializedName("last_seen_at")
+    @Contextual @SerialName(value = "last_seen_at")
     val lastSeenAt: java.time.OffsetDateTime? = null,
 
     /* The newest fix by capture time; null when the device has none. */
-    @SerializedName("last_location")
+    @SerialName(value = "last_location")
     val lastLocation: LastLocationResponse? = null
 
 ) {

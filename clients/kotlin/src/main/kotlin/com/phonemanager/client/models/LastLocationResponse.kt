@@ -24,7 +24,14 @@
 package com.phonemanager.client.models
 
 
-import com.google.gson.annotations.SerializedName
+import kotlinx.serialization.Serializable
+import kotlinx.serialization.SerialName
+import kotlinx.serialization.Contextual
+import kotlinx.serialization.KSerializer
+import kotlinx.serialization.Serializer
+import kotlinx.serialization.builtins.serializer
+import kotlinx.serialization.encoding.Decoder
+import kotlinx.serialization.encoding.Encoder
 
 /**
  * Where a device last was.
@@ -34,22 +41,22 @@ import com.google.gson.annotations.SerializedName
  * @param timestamp When the fix was taken (RFC 3339, UTC).
  * @param accuracy Horizontal accuracy in metres.
  */
-
+@Serializable
 
 data class LastLocationResponse (
 
-    @SerializedName("latitude")
+    @SerialName(value = "latitude")
     val latitude: kotlin.Double,
 
-    @SerializedName("longitude")
+    @SerialName(value = "longitude")
     val longitude: kotlin.Double,
 
     /* When the fix was taken (RFC 3339, UTC). */
-    @SerializedName("timestamp")
+    @Contextual @SerialName(value = "timestamp")
     val timestamp: java.time.OffsetDateTime,
 
     /* Horizontal accuracy in metres. */
-    @SerializedName("accuracy")
+    @SerialName(value = "accuracy")
     val accuracy: kotlin.Double
 
 ) {

@@ -24,21 +24,31 @@
 package com.phonemanager.client.models
 
 
-import com.google.gson.annotations.SerializedName
+import kotlinx.serialization.SerialName
+import kotlinx.serialization.Serializable
+import kotlinx.serialization.KSerializer
+import kotlinx.serialization.Serializer
+import kotlinx.serialization.builtins.serializer
+import kotlinx.serialization.encoding.Decoder
+import kotlinx.serialization.encoding.Encoder
+
 
 /**
  * Platforms a device may declare (documentation type; the wire value is the lowercase name).
  *
- * Values: ANDROID,IOS
+ * Values: ANDROID,IOS,UNKNOWN_DEFAULT_OPEN_API
  */
-
+@Serializable(with = PlatformSerializer::class)
 enum class Platform(val value: kotlin.String) {
 
-    @SerializedName(value = "android")
+    @SerialName(value = "android")
     ANDROID("android"),
 
-    @SerializedName(value = "ios")
-    IOS("ios");
+    @SerialName(value = "ios")
+    IOS("ios"),
+
+    @SerialName(value = "unknown_default_open_api")
+    UNKNOWN_DEFAULT_OPEN_API("unknown_default_open_api");
 
     /**
      * Override [toString()] to avoid using the enum variable name as the value, and instead use
@@ -66,4 +76,19 @@ enum class Platform(val value: kotlin.String) {
         }
     }
 }
+
+internal object PlatformSerializer : KSerializer<Platform> {
+    override val descriptor = kotlin.String.serializer().descriptor
+
+    override fun deserialize(decoder: Decoder): Platform {
+        val value = decoder.decodeSerializableValue(kotlin.String.serializer())
+        return Platform.entries.firstOrNull { it.value == value }
+            ?: Platform.UNKNOWN_DEFAULT_OPEN_API
+    }
+
+    override fun serialize(encoder: Encoder, value: Platform) {
+        encoder.encodeSerializableValue(kotlin.String.serializer(), value.value)
+    }
+}
+
 

@@ -25,7 +25,14 @@ package com.phonemanager.client.models
 
 import com.phonemanager.client.models.Platform
 
-import com.google.gson.annotations.SerializedName
+import kotlinx.serialization.Serializable
+import kotlinx.serialization.SerialName
+import kotlinx.serialization.Contextual
+import kotlinx.serialization.KSerializer
+import kotlinx.serialization.Serializer
+import kotlinx.serialization.builtins.serializer
+import kotlinx.serialization.encoding.Decoder
+import kotlinx.serialization.encoding.Encoder
 
 /**
  * Registers a device, or updates it when `device_id` is already known.  Unknown JSON fields are ignored, so older and newer apps can talk to this server.
@@ -36,28 +43,28 @@ import com.google.gson.annotations.SerializedName
  * @param platform Defaults to `android` for a new device; omitted on re-registration keeps the stored value.
  * @param fcmToken Firebase Cloud Messaging token, 1–4096 characters without control characters; omitted keeps the stored one.
  */
-
+@Serializable
 
 data class RegisterDeviceRequest (
 
     /* The device's own UUID, generated once on the phone. */
-    @SerializedName("device_id")
+    @Contextual @SerialName(value = "device_id")
     val deviceId: java.util.UUID,
 
     /* 2–50 characters once surrounding whitespace is trimmed (it is stored trimmed); no control characters. */
-    @SerializedName("display_name")
+    @SerialName(value = "display_name")
     val displayName: kotlin.String,
 
     /* 2–50 characters of `A-Z a-z 0-9 _ -`. A group holds at most 20 active devices. */
-    @SerializedName("group_id")
+    @SerialName(value = "group_id")
     val groupId: kotlin.String,
 
     /* Defaults to `android` for a new device; omitted on re-registration keeps the stored value. */
-    @SerializedName("platform")
+    @Contextual @SerialName(value = "platform")
     val platform: Platform? = null,
 
     /* Firebase Cloud Messaging token, 1–4096 characters without control characters; omitted keeps the stored one. */
-    @SerializedName("fcm_token")
+    @SerialName(value = "fcm_token")
     val fcmToken: kotlin.String? = null
 
 ) {

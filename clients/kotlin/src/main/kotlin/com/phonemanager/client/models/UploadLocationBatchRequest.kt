@@ -25,7 +25,14 @@ package com.phonemanager.client.models
 
 import com.phonemanager.client.models.BatchLocation
 
-import com.google.gson.annotations.SerializedName
+import kotlinx.serialization.Serializable
+import kotlinx.serialization.SerialName
+import kotlinx.serialization.Contextual
+import kotlinx.serialization.KSerializer
+import kotlinx.serialization.Serializer
+import kotlinx.serialization.builtins.serializer
+import kotlinx.serialization.encoding.Decoder
+import kotlinx.serialization.encoding.Encoder
 
 /**
  * Up to 50 fixes of one device, typically collected while offline. Unknown fields are ignored.
@@ -33,15 +40,15 @@ import com.google.gson.annotations.SerializedName
  * @param deviceId 
  * @param locations 1 to 50 fixes (the server's `limits.max_batch_size`). Stored all together or not at all.
  */
-
+@Serializable
 
 data class UploadLocationBatchRequest (
 
-    @SerializedName("device_id")
+    @Contextual @SerialName(value = "device_id")
     val deviceId: java.util.UUID,
 
     /* 1 to 50 fixes (the server's `limits.max_batch_size`). Stored all together or not at all. */
-    @SerializedName("locations")
+    @SerialName(value = "locations")
     val locations: kotlin.collections.List<BatchLocation>
 
 ) {

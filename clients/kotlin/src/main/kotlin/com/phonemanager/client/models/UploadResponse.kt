@@ -24,7 +24,14 @@
 package com.phonemanager.client.models
 
 
-import com.google.gson.annotations.SerializedName
+import kotlinx.serialization.Serializable
+import kotlinx.serialization.SerialName
+import kotlinx.serialization.Contextual
+import kotlinx.serialization.KSerializer
+import kotlinx.serialization.Serializer
+import kotlinx.serialization.builtins.serializer
+import kotlinx.serialization.encoding.Decoder
+import kotlinx.serialization.encoding.Encoder
 
 /**
  * 
@@ -32,15 +39,15 @@ import com.google.gson.annotations.SerializedName
  * @param success 
  * @param processedCount How many fixes were stored.
  */
-
+@Serializable
 
 data class UploadResponse (
 
-    @SerializedName("success")
+    @SerialName(value = "success")
     val success: kotlin.Boolean,
 
     /* How many fixes were stored. */
-    @SerializedName("processed_count")
+    @SerialName(value = "processed_count")
     val processedCount: kotlin.Int
 
 ) {
