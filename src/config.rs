@@ -123,7 +123,7 @@ pub struct JobSettings {
     pub delete_batch_size: u32,
 }
 
-/// Group commit of uploads without an `Idempotency-Key` (see `domain::ingest`).
+/// Group commit of uploads (see `infra::ingest`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestSettings {
