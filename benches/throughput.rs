@@ -24,9 +24,7 @@ use axum::{
     routing::{get, post},
 };
 use chrono::Utc;
-use phone_manager::{
-    config::Settings, domain::api_keys::ApiKeys, infra::key_cache::KeyCache, startup::Application,
-};
+use phone_manager::{config::Settings, domain::api_keys::ApiKeys, startup::Application};
 use serde_json::{Value, json};
 use sqlx::{Executor, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
@@ -71,10 +69,7 @@ async fn main() -> anyhow::Result<()> {
         axum::serve(bare, router).await
     });
 
-    let key = ApiKeys::new(pool.clone(), std::sync::Arc::new(KeyCache::disabled()))
-        .create("bench", false, None)
-        .await?
-        .key;
+    let key = ApiKeys::new(pool.clone()).create("bench", false, None).await?.key;
     let result = run(port, bare_port, &key, &pool).await;
     pool.close().await;
     let admin = PgPool::connect(&server_url()).await?;

@@ -31,9 +31,13 @@ pub enum KeysCommand {
         /// Who or what the key is for, e.g. "Android app".
         #[arg(long)]
         name: String,
-        /// Allows the key to call /api/v1/admin/*.
+        /// Allows the key to call /api/v1/admin/* (a `full` key only).
         #[arg(long)]
         admin: bool,
+        /// `full`: every operation (tools, servers, admins). `app`: the key an app build ships;
+        /// it registers devices and otherwise acts only for the device whose token it sends.
+        #[arg(long, value_enum, default_value_t = ScopeArg::Full)]
+        scope: ScopeArg,
         /// Makes the key stop working after this many days (1–3650).
         #[arg(long, value_name = "N")]
         expires_in_days: Option<u32>,
@@ -60,6 +64,13 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A key's scope, as typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScopeArg {
+    Full,
+    App,
 }
 
 /// Which key: by the prefix `keys list` shows (at least 4 characters) or by id.

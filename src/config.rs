@@ -67,6 +67,8 @@ pub struct SecuritySettings {
     pub rate_limit_per_minute: u32,
     pub admin_rate_limit_per_minute: u32,
     pub export_rate_limit_per_hour: u32,
+    pub registration_rate_limit_per_minute: u32,
+    pub invite_failures_per_hour: u32,
     pub rate_limit_backend: RateLimitBackend,
     pub redis_url: String,
     pub redis_key_prefix: String,
@@ -204,6 +206,12 @@ impl Settings {
             1,
         )?;
         at_least("security.export_rate_limit_per_hour", self.security.export_rate_limit_per_hour.into(), 1)?;
+        at_least(
+            "security.registration_rate_limit_per_minute",
+            self.security.registration_rate_limit_per_minute.into(),
+            1,
+        )?;
+        at_least("security.invite_failures_per_hour", self.security.invite_failures_per_hour.into(), 1)?;
         if self.security.rate_limit_backend == RateLimitBackend::Redis {
             redis::Client::open(self.security.redis_url.as_str())
                 .map_err(|e| ConfigError::invalid("security.redis_url", e))?;

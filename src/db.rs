@@ -17,6 +17,7 @@ pub mod audit;
 pub mod devices;
 pub mod health;
 pub mod idempotency;
+pub mod invites;
 pub mod locations;
 pub mod notify;
 

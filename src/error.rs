@@ -60,6 +60,9 @@ pub enum ApiError {
     Validation { message: String, details: Vec<FieldError> },
     #[error("Invalid or missing API key")]
     Unauthorized,
+    /// A device token is missing where an `app` key needs one, or is not valid.
+    #[error("{0}")]
+    UnauthorizedDevice(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -101,6 +104,12 @@ impl ApiError {
         Self::invalid(vec![FieldError::new(field, message)])
     }
 
+    /// A validation error for one field, from a rule's problem.
+    pub fn problem(field: impl Into<String>, problem: validator::ValidationError) -> Self {
+        let message = problem.message.map_or_else(|| problem.code.to_string(), |m| m.into_owned());
+        Self::field(field, message)
+    }
+
     /// A validation error listing every field problem found.
     pub fn invalid(details: Vec<FieldError>) -> Self {
         Self::Validation { message: "Request validation failed".into(), details }
@@ -109,7 +118,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Validation { .. } => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::UnauthorizedDevice(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -127,7 +136,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Validation { .. } => "validation_error",
-            Self::Unauthorized => "unauthorized",
+            Self::Unauthorized | Self::UnauthorizedDevice(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",

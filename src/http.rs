@@ -58,6 +58,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(devices::register_device))
         .routes(routes!(devices::list_devices))
         .routes(routes!(devices::delete_device))
+        .routes(routes!(devices::renew_device_token))
+        .routes(routes!(devices::create_invite))
         // The calling key.
         .routes(routes!(keys::get_current_key))
         // Location uploads.

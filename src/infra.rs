@@ -2,8 +2,8 @@
 //! `domain`: group commit of uploads, the `last_seen_at` write-behind, the API-key cache and
 //! the rate limiters. Nothing here decides a business rule.
 
+pub mod credential_cache;
 pub mod ingest;
 pub mod invalidation;
-pub mod key_cache;
 pub mod last_seen;
 pub mod rate_limit;

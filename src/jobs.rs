@@ -17,7 +17,7 @@ pub enum Job {
     LocationRetention,
     /// Refreshes the `group_member_counts` materialized view.
     GroupStatsRefresh,
-    /// Deletes idempotency records past their lifetime.
+    /// Deletes idempotency records past their lifetime, and expired invitations.
     IdempotencyExpiry,
     /// Deletes audit log entries past their retention period.
     AuditRetention,
@@ -59,7 +59,10 @@ impl Job {
                 db::devices::refresh_group_stats(pool).await?;
                 db::devices::count_group_stats(pool).await?
             }
-            Job::IdempotencyExpiry => drain(batch, || db::idempotency::delete_expired(pool, batch)).await?,
+            Job::IdempotencyExpiry => {
+                drain(batch, || db::idempotency::delete_expired(pool, batch)).await?
+                    + drain(batch, || db::invites::delete_expired(pool, batch)).await?
+            }
             Job::AuditRetention => {
                 let days = days(settings.limits.audit_retention_days)?;
                 drain(batch, || db::audit::delete_older_than(pool, days, batch)).await?

@@ -12,10 +12,10 @@ pub mod fix;
 pub mod idempotency;
 pub mod schema;
 
-pub use api_key::{ApiKey, Invalidation, IssuedKey};
+pub use api_key::{ApiKey, Caller, Credentials, DeviceCredential, Invalidation, IssuedKey, KeyScope};
 pub use audit::{Actor, AuditEntry, AuditFilter, AuditPage, NewAuditEntry};
 pub use device::{
-    DataExport, Device, GroupMember, LastLocation, Membership, Platform, Registration, SystemStats,
+    DataExport, Device, GroupMember, Invite, LastLocation, Membership, Platform, Registration, SystemStats,
 };
 pub use fix::{Fix, StoredFix, Upload, UploadReceipt};
 pub use idempotency::{IdempotencyKey, StoredResponse};

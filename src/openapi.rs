@@ -4,7 +4,7 @@
 
 use utoipa::{
     Modify, OpenApi,
-    openapi::security::{ApiKey, ApiKeyValue, SecurityScheme},
+    openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
 use crate::{
@@ -26,7 +26,11 @@ use crate::{
             into groups (at most 20 active devices), upload GPS positions one at a time or in \
             offline batches, and see where the other members last were.\n\n\
             Every endpoint under `/api/v1` needs an `X-API-Key` header (keys are created with \
-            `phone-manager keys create`). Errors always have the shape \
+            `phone-manager keys create`). A `full` key may call every operation; an `app` key \
+            (the one an app build ships) registers devices, and otherwise acts only for the \
+            device whose token it sends as `Authorization: Bearer` (the token a registration \
+            answers): its own uploads, export and erasure, its own group's listing, history, \
+            live stream and invitations. Errors always have the shape \
             `{\"error\", \"message\", \"details\"}`. Timestamps in responses are RFC 3339 UTC; \
             JSON fields are snake_case. Unknown fields in request bodies are ignored.",
         license(name = "MIT", identifier = "MIT"),
@@ -48,6 +52,7 @@ use crate::{
             responses::ValidationFailed,
             responses::Unauthorized,
             responses::Forbidden,
+            responses::InviteNeeded,
             responses::NotFound,
             responses::DeviceNotRegistered,
             responses::Conflict,
@@ -76,6 +81,16 @@ impl Modify for ApiKeyScheme {
                 .into(),
         );
         components.add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(scheme)));
+        let token = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("pmd_ + 43 URL-safe base64 characters")
+            .description(Some(
+                "A device token, answered once when the device registers (or by \
+                 `POST /api/v1/devices/{device_id}/token`). Sent with an `app` key, it names the \
+                 device the request acts for; keep it in the app's secure storage.",
+            ))
+            .build();
+        components.add_security_scheme("device_token", SecurityScheme::Http(token));
     }
 }
 

@@ -18,13 +18,14 @@ use crate::{
     config::Settings,
     db,
     domain::{
-        admin::Admin, api_keys::ApiKeys, devices::Devices, health::Health, privacy::Privacy, uploads::Uploads,
+        admin::Admin, credentials::Authenticator, devices::Devices, health::Health, privacy::Privacy,
+        uploads::Uploads,
     },
     http,
     infra::{
+        credential_cache::{KeyCache, TokenCache},
         ingest::Ingest,
         invalidation,
-        key_cache::KeyCache,
         last_seen::{self, LastSeen},
         rate_limit::RateLimiter,
     },
@@ -59,13 +60,15 @@ impl Application {
             TcpListener::bind(&address).await.with_context(|| format!("cannot listen on {address}"))?;
         metrics::handle();
         let last_seen = LastSeen::start(pool.clone(), last_seen::DEFAULT_WINDOW);
-        let key_cache = Arc::new(KeyCache::new(settings.security.api_key_cache()));
-        invalidation::start(pool.clone(), key_cache.clone());
+        let keys = Arc::new(KeyCache::new(settings.security.api_key_cache()));
+        let tokens = Arc::new(TokenCache::new(settings.security.api_key_cache()));
+        invalidation::start(pool.clone(), keys.clone(), tokens.clone());
+        let rate_limiter = Arc::new(RateLimiter::new(&settings.security));
         let limits = &settings.limits;
         let state = AppState {
-            keys: Arc::new(ApiKeys::new(pool.clone(), key_cache)),
-            rate_limiter: Arc::new(RateLimiter::new(&settings.security)),
-            devices: Devices::new(pool.clone(), limits.max_devices_per_group),
+            auth: Arc::new(Authenticator::new(pool.clone(), keys, tokens)),
+            devices: Devices::new(pool.clone(), limits.max_devices_per_group, rate_limiter.clone()),
+            rate_limiter,
             uploads: Arc::new(Uploads::new(
                 pool.clone(),
                 Ingest::start(pool.clone(), &settings.ingest),

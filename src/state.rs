@@ -6,7 +6,8 @@ use std::sync::Arc;
 use crate::{
     config::Settings,
     domain::{
-        admin::Admin, api_keys::ApiKeys, devices::Devices, health::Health, privacy::Privacy, uploads::Uploads,
+        admin::Admin, credentials::Authenticator, devices::Devices, health::Health, privacy::Privacy,
+        uploads::Uploads,
     },
     infra::rate_limit::RateLimiter,
 };
@@ -14,8 +15,8 @@ use crate::{
 #[derive(Clone)]
 pub struct AppState {
     pub settings: Arc<Settings>,
-    /// Authenticates `X-API-Key` (with this replica's key cache).
-    pub keys: Arc<ApiKeys>,
+    /// Authenticates `X-API-Key` and device tokens (with this replica's caches).
+    pub auth: Arc<Authenticator>,
     /// Per-key limits (local, or shared through Redis).
     pub rate_limiter: Arc<RateLimiter>,
     pub devices: Devices,

@@ -1,24 +1,26 @@
 //! `phone-manager keys …`: create, list, rotate and deactivate API keys.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::PgPool;
 
 use crate::{
-    cli::{KeyArg, KeysCommand},
+    cli::{KeyArg, KeysCommand, ScopeArg},
     domain::api_keys::{ApiKeys, KeySelector},
     error::ApiError,
-    infra::key_cache::KeyCache,
-    model::{ApiKey, IssuedKey},
+    model::{ApiKey, IssuedKey, KeyScope},
 };
 
 pub async fn run(pool: &PgPool, command: KeysCommand) -> anyhow::Result<()> {
-    let api_keys = ApiKeys::new(pool.clone(), Arc::new(KeyCache::disabled()));
+    let api_keys = ApiKeys::new(pool.clone());
     match command {
-        KeysCommand::Create { name, admin, expires_in_days, json } => {
-            let issued = api_keys.create(&name, admin, expires_in_days).await.map_err(describe)?;
+        KeysCommand::Create { name, admin, scope, expires_in_days, json } => {
+            let scope = match scope {
+                ScopeArg::Full => KeyScope::Full,
+                ScopeArg::App => KeyScope::App,
+            };
+            let issued =
+                api_keys.create_with_scope(&name, scope, admin, expires_in_days).await.map_err(describe)?;
             print_issued(&issued, json, "Created");
         }
         KeysCommand::List { json } => {
@@ -65,8 +67,9 @@ fn print_issued(issued: &IssuedKey, json: bool, verb: &str) {
         return;
     }
     println!(
-        "{verb} {}API key {} \"{}\" (id {}, expires {})",
+        "{verb} {}{} API key {} \"{}\" (id {}, expires {})",
         if issued.is_admin { "admin " } else { "" },
+        issued.scope.as_str(),
         issued.prefix,
         issued.name,
         issued.id,
@@ -81,15 +84,16 @@ fn print_table(keys: &[ApiKey]) {
         return;
     }
     println!(
-        "{:>5}  {:<8}  {:<24}  {:<6}  {:<5}  {:<20}  {:<20}  {:<20}",
-        "ID", "PREFIX", "NAME", "ACTIVE", "ADMIN", "CREATED", "LAST USED", "EXPIRES"
+        "{:>5}  {:<8}  {:<24}  {:<6}  {:<5}  {:<5}  {:<20}  {:<20}  {:<20}",
+        "ID", "PREFIX", "NAME", "SCOPE", "ACTIVE", "ADMIN", "CREATED", "LAST USED", "EXPIRES"
     );
     for key in keys {
         println!(
-            "{:>5}  {:<8}  {:<24}  {:<6}  {:<5}  {:<20}  {:<20}  {:<20}",
+            "{:>5}  {:<8}  {:<24}  {:<5}  {:<6}  {:<5}  {:<20}  {:<20}  {:<20}",
             key.id,
             key.prefix,
             truncate(&key.name, 24),
+            key.scope.as_str(),
             if key.is_active { "yes" } else { "no" },
             if key.is_admin { "yes" } else { "no" },
             when(Some(key.created_at), "-"),

@@ -3,13 +3,14 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, PgPool};
 
-use crate::model::ApiKey;
+use crate::model::{ApiKey, KeyScope};
 
 /// A key to store: its hash, never the key.
 pub struct NewKey<'a> {
     pub hash: &'a str,
     pub prefix: &'a str,
     pub name: &'a str,
+    pub scope: KeyScope,
     pub is_admin: bool,
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -20,12 +21,14 @@ pub async fn insert(db: impl PgExecutor<'_>, key: NewKey<'_>) -> sqlx::Result<Ap
         "api_keys",
         sqlx::query_as!(
             ApiKey,
-            r#"INSERT INTO api_keys (key_hash, key_prefix, name, is_admin, expires_at)
-               VALUES ($1, $2, $3, $4, $5)
-               RETURNING id, key_prefix AS prefix, name, is_active, is_admin, created_at, last_used_at, expires_at"#,
+            r#"INSERT INTO api_keys (key_hash, key_prefix, name, scope, is_admin, expires_at)
+               VALUES ($1, $2, $3, $4, $5, $6)
+               RETURNING id, key_prefix AS prefix, name, is_active, is_admin, scope AS "scope: KeyScope",
+                         created_at, last_used_at, expires_at"#,
             key.hash,
             key.prefix,
             key.name,
+            key.scope as KeyScope,
             key.is_admin,
             key.expires_at,
         ),
@@ -40,7 +43,8 @@ pub async fn find_active_by_hash(pool: &PgPool, hash: &str) -> sqlx::Result<Opti
         "api_keys",
         sqlx::query_as!(
             ApiKey,
-            r#"SELECT id, key_prefix AS prefix, name, is_active, is_admin, created_at, last_used_at, expires_at
+            r#"SELECT id, key_prefix AS prefix, name, is_active, is_admin, scope AS "scope: KeyScope", created_at,
+                      last_used_at, expires_at
                FROM api_keys
                WHERE key_hash = $1 AND is_active AND (expires_at IS NULL OR expires_at > now())"#,
             hash,
@@ -68,7 +72,8 @@ async fn select(db: impl PgExecutor<'_>, id: Option<i64>, prefix: Option<&str>) 
         "api_keys",
         sqlx::query_as!(
             ApiKey,
-            r#"SELECT id, key_prefix AS prefix, name, is_active, is_admin, created_at, last_used_at, expires_at
+            r#"SELECT id, key_prefix AS prefix, name, is_active, is_admin, scope AS "scope: KeyScope", created_at,
+                      last_used_at, expires_at
                FROM api_keys
                WHERE ($1::bigint IS NULL OR id = $1) AND ($2::text IS NULL OR starts_with(key_prefix, $2))
                ORDER BY id"#,

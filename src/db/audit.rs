@@ -10,9 +10,10 @@ pub async fn insert(tx: &mut PgConnection, actor: &Actor, entry: &NewAuditEntry)
         "INSERT",
         "audit_log",
         sqlx::query_scalar!(
-            "INSERT INTO audit_log (api_key_id, action, resource_type, resource_id, metadata, ip_address)
-             VALUES ($1, $2, $3, $4, $5, $6::text::inet) RETURNING id",
+            "INSERT INTO audit_log (api_key_id, device_id, action, resource_type, resource_id, metadata, ip_address)
+             VALUES ($1, $2, $3, $4, $5, $6, $7::text::inet) RETURNING id",
             actor.api_key_id,
+            actor.device_id,
             entry.action,
             entry.resource_type,
             entry.resource_id,
@@ -30,7 +31,7 @@ pub async fn list(pool: &PgPool, filter: &AuditFilter) -> sqlx::Result<Vec<Audit
         "audit_log",
         sqlx::query_as!(
             AuditEntry,
-            r#"SELECT id, api_key_id, action, resource_type, resource_id, metadata,
+            r#"SELECT id, api_key_id, device_id, action, resource_type, resource_id, metadata,
                       host(ip_address) AS ip_address, created_at
                FROM audit_log
                WHERE ($1::text IS NULL OR action = $1)

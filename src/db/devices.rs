@@ -3,7 +3,9 @@
 use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
-use crate::model::{Device, GroupMember, LastLocation, Membership, Platform, Registration, SystemStats};
+use crate::model::{
+    Device, DeviceCredential, GroupMember, LastLocation, Membership, Platform, Registration, SystemStats,
+};
 
 /// Namespace of the group advisory locks (first key of the two-key form), so they cannot
 /// collide with other advisory locks in the database.
@@ -47,7 +49,8 @@ pub async fn find_membership_for_update(
         "devices",
         sqlx::query_as!(
             Membership,
-            "SELECT group_id, active FROM devices WHERE device_id = $1 FOR UPDATE",
+            r#"SELECT group_id, active, token_hash IS NOT NULL AS "has_token!"
+               FROM devices WHERE device_id = $1 FOR UPDATE"#,
             device_id
         ),
         fetch_optional(tx)
@@ -67,24 +70,66 @@ pub async fn count_active_in_group(tx: &mut PgConnection, group_id: &str) -> sql
     )
 }
 
+/// What a device token (by its hash) authenticates as. Uses uq_devices_token_hash.
+pub async fn find_by_token(
+    db: impl PgExecutor<'_>,
+    token_hash: &str,
+) -> sqlx::Result<Option<DeviceCredential>> {
+    observe!(
+        "SELECT",
+        "devices",
+        sqlx::query_as!(
+            DeviceCredential,
+            "SELECT device_id, group_id, active FROM devices WHERE token_hash = $1",
+            token_hash
+        ),
+        fetch_optional(db)
+    )
+}
+
+/// Gives the device a new token (its hash); the old one stops working. False when no such
+/// device exists.
+pub async fn set_token(tx: &mut PgConnection, device_id: Uuid, token_hash: &str) -> sqlx::Result<bool> {
+    let result = observe!(
+        "UPDATE",
+        "devices",
+        sqlx::query!(
+            "UPDATE devices SET token_hash = $2, token_issued_at = now() WHERE device_id = $1",
+            device_id,
+            token_hash
+        ),
+        execute(tx)
+    )?;
+    Ok(result.rows_affected() == 1)
+}
+
 /// Inserts or updates by device_id in one statement. An update keeps `created_at` (and the
-/// platform and token when none is given), reactivates the device and marks it seen; the
-/// trigger moves `updated_at`. A new device without a platform is `android` (the default).
-pub async fn upsert(tx: &mut PgConnection, registration: &Registration) -> sqlx::Result<Device> {
+/// platform and FCM token when none is given, and the device token unless `token_hash` gives a
+/// new one), reactivates the device and marks it seen; the trigger moves `updated_at`. A new
+/// device without a platform is `android` (the default).
+pub async fn upsert(
+    tx: &mut PgConnection,
+    registration: &Registration,
+    token_hash: Option<&str>,
+) -> sqlx::Result<Device> {
     observe!(
         "INSERT",
         "devices",
         sqlx::query_as!(
             Device,
-            r#"INSERT INTO devices (device_id, display_name, group_id, platform, fcm_token, active, last_seen_at)
-               VALUES ($1, $2, $3, COALESCE($4, 'android'::platform), $5, true, now())
+            r#"INSERT INTO devices (device_id, display_name, group_id, platform, fcm_token, active, last_seen_at,
+                                  token_hash, token_issued_at)
+               VALUES ($1, $2, $3, COALESCE($4, 'android'::platform), $5, true, now(), $6::text,
+                       CASE WHEN $6::text IS NULL THEN NULL ELSE now() END)
                ON CONFLICT (device_id) DO UPDATE SET
-                   display_name = EXCLUDED.display_name,
-                   group_id     = EXCLUDED.group_id,
-                   platform     = COALESCE($4, devices.platform),
-                   fcm_token    = COALESCE(EXCLUDED.fcm_token, devices.fcm_token),
-                   active       = true,
-                   last_seen_at = now()
+                   display_name    = EXCLUDED.display_name,
+                   group_id        = EXCLUDED.group_id,
+                   platform        = COALESCE($4, devices.platform),
+                   fcm_token       = COALESCE(EXCLUDED.fcm_token, devices.fcm_token),
+                   active          = true,
+                   last_seen_at    = now(),
+                   token_hash      = COALESCE(EXCLUDED.token_hash, devices.token_hash),
+                   token_issued_at = COALESCE(EXCLUDED.token_issued_at, devices.token_issued_at)
                RETURNING device_id, display_name, group_id, platform AS "platform: Platform", fcm_token,
                          active, last_seen_at, created_at, updated_at"#,
             registration.device_id,
@@ -92,6 +137,7 @@ pub async fn upsert(tx: &mut PgConnection, registration: &Registration) -> sqlx:
             registration.group_id,
             registration.platform as Option<Platform>,
             registration.fcm_token,
+            token_hash,
         ),
         fetch_one(tx)
     )

@@ -57,6 +57,7 @@ impl Admin {
             devices::ensure_room_in_group(&mut tx, &locked.group_id, self.max_per_group).await?;
         }
         let device = db::devices::activate(&mut tx, device_id).await?;
+        devices::announce(&mut tx, device_id).await?;
         let entry = NewAuditEntry {
             action: "device.reactivate",
             resource_type: "device",

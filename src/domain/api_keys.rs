@@ -1,27 +1,21 @@
 //! API keys: `pm_` + 45 URL-safe base64 characters from a CSPRNG. Only the SHA-256 hash (hex)
 //! and the first 8 characters (the prefix an administrator sees, e.g. `pm_aBcDe`) are stored.
 
-use std::sync::Arc;
-
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Duration, Utc};
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use crate::{
     db,
+    domain::credentials::sha256_hex,
     error::{ApiError, ApiResult},
-    infra::key_cache::KeyCache,
-    model::{ApiKey, Invalidation, IssuedKey},
+    model::{ApiKey, Invalidation, IssuedKey, KeyScope},
 };
 
 pub const KEY_PREFIX: &str = "pm_";
 const RANDOM_CHARS: usize = 45;
 pub const KEY_LEN: usize = KEY_PREFIX.len() + RANDOM_CHARS;
 pub const DISPLAY_PREFIX_LEN: usize = 8;
-/// `last_used_at` is rewritten at most this often per key (and replica): one write per key per
-/// minute instead of one per request.
-const LAST_USED_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(60);
 const MAX_NAME_LEN: usize = 100;
 const MAX_EXPIRY_DAYS: u32 = 3650;
 
@@ -36,7 +30,7 @@ pub fn generate_key() -> String {
 
 /// Lower-case hex SHA-256 of the key, as stored in `api_keys.key_hash`.
 pub fn hash_key(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
+    sha256_hex(key)
 }
 
 pub fn display_prefix(key: &str) -> &str {
@@ -57,65 +51,41 @@ pub enum KeySelector {
     Id(i64),
 }
 
-/// Authentication of requests, and the key administration behind `phone-manager keys`.
+/// The key administration behind `phone-manager keys`.
 pub struct ApiKeys {
     pool: PgPool,
-    cache: Arc<KeyCache>,
 }
 
 impl ApiKeys {
-    /// `cache`: this replica's cache of recent lookups ([`KeyCache::disabled`] for the CLI).
-    pub fn new(pool: PgPool, cache: Arc<KeyCache>) -> Self {
-        Self { pool, cache }
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
     }
 
-    /// Resolves an `X-API-Key` header value to an active, unexpired key, or `Unauthorized`.
-    /// A key this replica looked up within the cache's TTL is not looked up again.
-    #[tracing::instrument(name = "auth.api_key", skip_all, fields(key_id = tracing::field::Empty, cached = tracing::field::Empty))]
-    pub async fn authenticate(&self, presented: Option<&str>) -> ApiResult<ApiKey> {
-        let key = presented.map(str::trim).filter(|k| looks_like_key(k)).ok_or(ApiError::Unauthorized)?;
-        let hash = hash_key(key);
-        let span = tracing::Span::current();
-        let (authenticated, looked_up) = match self.cache.get(&hash) {
-            Some(cached) => (cached, false),
-            None => {
-                let found = db::api_keys::find_active_by_hash(&self.pool, &hash)
-                    .await?
-                    .ok_or(ApiError::Unauthorized)?;
-                self.cache.insert(hash.clone(), found.clone());
-                (found, true)
-            }
-        };
-        span.record("key_id", authenticated.id);
-        span.record("cached", !looked_up);
-        let record_use = self.cache.should_record_use(&hash, LAST_USED_RESOLUTION).unwrap_or_else(|| {
-            authenticated.last_used_at.is_none_or(|at| {
-                Utc::now() - at >= chrono::Duration::from_std(LAST_USED_RESOLUTION).expect("small")
-            })
-        });
-        if record_use {
-            // Off the request path: a slow or failed bookkeeping write never delays or fails a call.
-            let (pool, id) = (self.pool.clone(), authenticated.id);
-            tokio::spawn(async move {
-                if let Err(err) = db::api_keys::touch_last_used(&pool, id).await {
-                    tracing::warn!(error = %err, key_id = id, "could not record key use");
-                }
-            });
-        }
-        Ok(authenticated)
-    }
-
-    /// Creates and stores a new key; returns it with its plaintext, shown this once.
+    /// Creates and stores a new `full` key; returns it with its plaintext, shown this once.
     pub async fn create(
         &self,
         name: &str,
         is_admin: bool,
         expires_in_days: Option<u32>,
     ) -> ApiResult<IssuedKey> {
+        self.create_with_scope(name, KeyScope::Full, is_admin, expires_in_days).await
+    }
+
+    /// Creates and stores a new key of `scope`; an admin key must be `full` (400 otherwise).
+    pub async fn create_with_scope(
+        &self,
+        name: &str,
+        scope: KeyScope,
+        is_admin: bool,
+        expires_in_days: Option<u32>,
+    ) -> ApiResult<IssuedKey> {
         let name = validate_name(name)?;
         let expires_at = expiry(expires_in_days)?;
+        if is_admin && scope != KeyScope::Full {
+            return Err(ApiError::field("scope", "an admin key must have the full scope"));
+        }
         let mut tx = db::begin(&self.pool).await?;
-        let issued = insert_new(&mut tx, name, is_admin, expires_at).await?;
+        let issued = insert_new(&mut tx, name, scope, is_admin, expires_at).await?;
         db::commit(tx).await?;
         Ok(issued)
     }
@@ -137,7 +107,7 @@ impl ApiKeys {
         db::api_keys::deactivate(&mut *tx, old.id).await?;
         announce(&mut tx, old.id).await?;
         let expires_at = old.expires_at.filter(|at| *at > Utc::now());
-        let issued = insert_new(&mut tx, &old.name, old.is_admin, expires_at).await?;
+        let issued = insert_new(&mut tx, &old.name, old.scope, old.is_admin, expires_at).await?;
         db::commit(tx).await?;
         Ok((old, issued))
     }
@@ -185,12 +155,14 @@ async fn resolve(db: &mut sqlx::PgConnection, selector: &KeySelector) -> ApiResu
 async fn insert_new(
     tx: &mut sqlx::PgConnection,
     name: &str,
+    scope: KeyScope,
     is_admin: bool,
     expires_at: Option<DateTime<Utc>>,
 ) -> ApiResult<IssuedKey> {
     let key = generate_key();
     let hash = hash_key(&key);
-    let row = db::api_keys::NewKey { hash: &hash, prefix: display_prefix(&key), name, is_admin, expires_at };
+    let row =
+        db::api_keys::NewKey { hash: &hash, prefix: display_prefix(&key), name, scope, is_admin, expires_at };
     let record = db::api_keys::insert(tx, row).await?;
     Ok(IssuedKey {
         id: record.id,
@@ -198,6 +170,7 @@ async fn insert_new(
         prefix: record.prefix,
         name: record.name,
         is_admin: record.is_admin,
+        scope: record.scope,
         expires_at: record.expires_at,
     })
 }

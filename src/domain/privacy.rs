@@ -10,9 +10,9 @@ use uuid::Uuid;
 
 use crate::{
     db,
-    domain::audit,
+    domain::{access, audit, devices},
     error::{ApiError, ApiResult},
-    model::{Actor, Device, NewAuditEntry},
+    model::{Caller, Device, NewAuditEntry},
 };
 
 /// Export chunks are flushed at about this size; with the channel bound below, an export holds
@@ -41,7 +41,9 @@ impl Privacy {
     /// The device is checked (404) and the export audited before anything is streamed; then
     /// rows are read from one consistent snapshot (REPEATABLE READ, read only) and written out
     /// as they arrive, never collected.
-    pub async fn export(&self, actor: &Actor, device_id: Uuid) -> ApiResult<ExportStream> {
+    pub async fn export(&self, caller: &Caller, device_id: Uuid) -> ApiResult<ExportStream> {
+        access::act_for(&self.pool, caller, device_id, access::NO_DEVICE, "device.data_export").await?;
+        let actor = &caller.actor();
         let mut tx = db::begin(&self.pool).await?;
         let device = db::devices::find(&mut *tx, device_id)
             .await?
@@ -79,12 +81,15 @@ impl Privacy {
 
     /// Erases the device with every location and idempotency record of it (ON DELETE
     /// CASCADE). Irreversible; audited in the same transaction.
-    pub async fn erase(&self, actor: &Actor, device_id: Uuid) -> ApiResult<()> {
+    pub async fn erase(&self, caller: &Caller, device_id: Uuid) -> ApiResult<()> {
+        access::act_for(&self.pool, caller, device_id, access::NO_DEVICE, "device.data_delete").await?;
         let mut tx = db::begin(&self.pool).await?;
         if !db::devices::delete(&mut tx, device_id).await? {
             return Err(ApiError::NotFound("Device not found".into()));
         }
-        audit::record(&mut tx, actor, device_event("device.data_delete", device_id)).await?;
+        audit::record(&mut tx, &caller.actor(), device_event("device.data_delete", device_id)).await?;
+        // Its token dies with it, on every replica.
+        devices::announce(&mut tx, device_id).await?;
         db::commit(tx).await?;
         Ok(())
     }

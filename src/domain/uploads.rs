@@ -15,14 +15,17 @@ use validator::ValidationError;
 use crate::{
     config::LimitsSettings,
     db,
-    domain::idempotency,
+    domain::{
+        access::{self, Refusal},
+        idempotency,
+    },
     error::{ApiError, ApiResult},
     infra::{
         ingest::{Ingest, Write, Written},
         last_seen::LastSeen,
     },
     metrics,
-    model::{IdempotencyKey, Upload, UploadReceipt},
+    model::{Caller, IdempotencyKey, Upload, UploadReceipt},
 };
 
 pub const TEXT_FIELD_MAX: usize = 50;
@@ -186,7 +189,7 @@ impl Uploads {
 
     /// Stores the upload's new fixes atomically (one statement), or none; marks the device seen.
     /// 400 for an empty upload or one of more than `max_batch` fixes; 404 when the device is
-    /// unknown or inactive.
+    /// unknown or inactive; 403 when an `app` key's device token names another device.
     ///
     /// Uploads go to the group-commit writers: an upload may share its statement and commit
     /// with concurrent ones, and answers once they are committed. With an `Idempotency-Key`, the
@@ -196,10 +199,12 @@ impl Uploads {
     /// unregistered device, say) leaves nothing behind and may be retried with the same key.
     pub async fn store(
         &self,
-        api_key_id: i64,
+        caller: &Caller,
         upload: Upload,
         key: Option<IdempotencyKey>,
     ) -> ApiResult<Outcome> {
+        access::act_for(&self.pool, caller, upload.device_id, Refusal::Forbidden, "locations.upload").await?;
+        let api_key_id = caller.key.id;
         let count = upload.fixes.len();
         if !(1..=self.max_batch).contains(&count) {
             return Err(ApiError::field("locations", format!("must hold 1 to {} locations", self.max_batch)));

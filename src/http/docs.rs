@@ -36,6 +36,14 @@ pub mod responses {
     #[response(example = json!({"error": "forbidden", "message": "Admin API key required"}))]
     pub struct Forbidden(pub ErrorBody);
 
+    /// Joining a group that has members needs an invitation code from one of them (through an
+    /// `app` key), and the code must be valid for the group; or a device token acted for another
+    /// device.
+    #[derive(ToResponse)]
+    #[response(example = json!({"error": "forbidden",
+        "message": "This group already has members: joining it needs an invite code from one of them"}))]
+    pub struct InviteNeeded(pub ErrorBody);
+
     /// The resource does not exist.
     #[derive(ToResponse)]
     #[response(example = json!({"error": "not_found", "message": "Device not found"}))]

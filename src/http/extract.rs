@@ -15,9 +15,10 @@ use std::net::{IpAddr, SocketAddr};
 use axum::extract::ConnectInfo;
 
 use crate::{
+    config::SecuritySettings,
     error::{ApiError, FieldError},
     headers,
-    model::{Actor, ApiKey},
+    model::{self, ApiKey, Credentials},
     state::AppState,
 };
 
@@ -204,7 +205,7 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<ApiKey>().cloned().map(AuthKey).ok_or(ApiError::Unauthorized)
+        parts.extensions.get::<Credentials>().map(|c| AuthKey(c.key.clone())).ok_or(ApiError::Unauthorized)
     }
 }
 
@@ -280,6 +281,33 @@ pub fn validate(rules: impl FnOnce() -> Result<(), validator::ValidationErrors>)
     tracing::info_span!("validate").in_scope(rules).map_err(ApiError::from)
 }
 
+/// An optional JSON body that must pass its `validator` rules when present: an empty body is
+/// `None` (the endpoint's defaults apply); anything else must be JSON, as for [`ValidJson`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T, S> FromRequest<S> for OptionalJson<T>
+where
+    T: JsonBody + Validate,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let declared_empty = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|length| length.trim() == "0");
+        let untyped = !req.headers().contains_key(header::CONTENT_TYPE);
+        if declared_empty || (untyped && !req.headers().contains_key(header::TRANSFER_ENCODING)) {
+            return Ok(OptionalJson(None));
+        }
+        let ValidJson(value) = ValidJson::<T>::from_request(req, state).await?;
+        Ok(OptionalJson(Some(value)))
+    }
+}
+
 /// A query string that must also pass its `validator` rules.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ValidQuery<T>(pub T);
@@ -318,24 +346,38 @@ impl<S: Send + Sync> FromRequestParts<S> for AdminKey {
 /// Who is calling, for the audit trail: the key and the client's address (the TCP peer, or
 /// the first `X-Forwarded-For` hop when `security.trust_forwarded_for` says a proxy sets it).
 #[derive(Debug, Clone)]
-pub struct Caller(pub Actor);
+pub struct Caller(pub model::Caller);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let AuthKey(key) = AuthKey::from_request_parts(parts, state).await?;
-        let forwarded = state
-            .settings
-            .security
-            .trust_forwarded_for
-            .then(|| parts.headers.get(headers::FORWARDED_FOR).and_then(|v| v.to_str().ok()))
-            .flatten()
-            .and_then(|value| value.split(',').next())
-            .and_then(|first| first.trim().parse::<IpAddr>().ok());
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
-        Ok(Caller(Actor { api_key_id: key.id, ip: forwarded.or(peer) }))
+        let Credentials { key, device } =
+            parts.extensions.get::<Credentials>().cloned().ok_or(ApiError::Unauthorized)?;
+        let ip = client_address_of(&parts.headers, &parts.extensions, &state.settings.security);
+        Ok(Caller(model::Caller { key, device, ip }))
     }
+}
+
+/// The client's address: the TCP peer, or the first `X-Forwarded-For` hop when
+/// `security.trust_forwarded_for` says a proxy sets it.
+pub fn client_address<B>(request: &axum::http::Request<B>, security: &SecuritySettings) -> Option<IpAddr> {
+    client_address_of(request.headers(), request.extensions(), security)
+}
+
+fn client_address_of(
+    request_headers: &axum::http::HeaderMap,
+    extensions: &axum::http::Extensions,
+    security: &SecuritySettings,
+) -> Option<IpAddr> {
+    let forwarded = security
+        .trust_forwarded_for
+        .then(|| request_headers.get(headers::FORWARDED_FOR).and_then(|v| v.to_str().ok()))
+        .flatten()
+        .and_then(|value| value.split(',').next())
+        .and_then(|first| first.trim().parse::<IpAddr>().ok());
+    let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    forwarded.or(peer)
 }
 
 /// Integers as JSON Schema defines them: `82` and `82.0` are the same integer (generated clients

@@ -1,11 +1,12 @@
-//! Per-API-key rate limits (GCRA: a smooth sliding window that also allows a burst of the full
-//! limit). Each replica limits in memory by default; with `security.rate_limit_backend =
-//! "redis"` every replica shares one limit through Redis, and falls back to its local limiter
-//! (saying so in the logs and `/api/health`) while Redis is unreachable.
+//! Rate limits (GCRA: a smooth sliding window that also allows a burst of the full limit), each
+//! counted per subject: an API key, a device (requests with its token), or a client address.
+//! Each replica limits in memory by default; with `security.rate_limit_backend = "redis"` every
+//! replica shares one limit through Redis, and falls back to its local limiter (saying so in the
+//! logs and `/api/health`) while Redis is unreachable.
 
 mod shared;
 
-use std::{num::NonZeroU32, time::Duration};
+use std::{fmt, net::IpAddr, num::NonZeroU32, time::Duration};
 
 use governor::{
     Quota as GcraQuota, RateLimiter as Gcra,
@@ -14,17 +15,27 @@ use governor::{
     state::keyed::DefaultKeyedStateStore,
 };
 
-use crate::config::{RateLimitBackend, SecuritySettings};
+use crate::{
+    config::{RateLimitBackend, SecuritySettings},
+    error::ApiError,
+};
 
 /// Which limit a request counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
-    /// Every authenticated request of a standard key.
+    /// Every request of a standard key without a device token, per key.
     Standard,
-    /// Every authenticated request of an admin key.
+    /// Every request of an admin key, per key.
     Admin,
-    /// Data exports (in addition to the per-minute limit).
+    /// Every request with a device token, per device: the app key that every install shares
+    /// never caps the whole user base.
+    Device,
+    /// Data exports (in addition to the per-minute limit), per key or device.
     Export,
+    /// Registrations through an `app` key, per client address.
+    Registration,
+    /// Wrong invite codes, per key and per client address: codes cannot be guessed.
+    InviteFailure,
 }
 
 impl Scope {
@@ -32,7 +43,28 @@ impl Scope {
         match self {
             Scope::Standard => "standard",
             Scope::Admin => "admin",
+            Scope::Device => "device",
             Scope::Export => "export",
+            Scope::Registration => "registration",
+            Scope::InviteFailure => "invite_failure",
+        }
+    }
+}
+
+/// Who a limit is counted for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Subject {
+    Key(i64),
+    Device(uuid::Uuid),
+    Address(IpAddr),
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Subject::Key(id) => write!(f, "key:{id}"),
+            Subject::Device(id) => write!(f, "device:{id}"),
+            Subject::Address(ip) => write!(f, "ip:{ip}"),
         }
     }
 }
@@ -86,6 +118,23 @@ pub struct Decision {
     pub retry_after: Duration,
 }
 
+impl Decision {
+    /// The 429 for a refused request: `Retry-After` never 0 (a client would come straight back).
+    pub fn refusal(&self) -> ApiError {
+        ApiError::RateLimited {
+            limit: self.quota.limit,
+            per: self.quota.period.name(),
+            retry_after: (self.retry_after.as_secs_f64().ceil() as u64).max(1),
+            reset_after: self.reset_after_secs(),
+        }
+    }
+
+    /// Seconds until the full limit is available again (`X-RateLimit-Reset`).
+    pub fn reset_after_secs(&self) -> u64 {
+        self.reset_after.as_secs_f64().ceil() as u64
+    }
+}
+
 /// Where decisions are being made right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackendStatus {
@@ -94,12 +143,15 @@ pub struct BackendStatus {
     pub connected: bool,
 }
 
-type KeyedGcra = Gcra<i64, DefaultKeyedStateStore<i64>, DefaultClock, StateInformationMiddleware>;
+type KeyedGcra = Gcra<Subject, DefaultKeyedStateStore<Subject>, DefaultClock, StateInformationMiddleware>;
 
 pub struct RateLimiter {
     standard: (Quota, KeyedGcra),
     admin: (Quota, KeyedGcra),
+    device: (Quota, KeyedGcra),
     export: (Quota, KeyedGcra),
+    registration: (Quota, KeyedGcra),
+    invite_failure: (Quota, KeyedGcra),
     shared: Option<shared::RedisLimiter>,
 }
 
@@ -116,7 +168,10 @@ impl RateLimiter {
         Self {
             standard: local(quota(settings.rate_limit_per_minute, Period::Minute)),
             admin: local(quota(settings.admin_rate_limit_per_minute, Period::Minute)),
+            device: local(quota(settings.rate_limit_per_minute, Period::Minute)),
             export: local(quota(settings.export_rate_limit_per_hour, Period::Hour)),
+            registration: local(quota(settings.registration_rate_limit_per_minute, Period::Minute)),
+            invite_failure: local(quota(settings.invite_failures_per_hour, Period::Hour)),
             shared,
         }
     }
@@ -125,15 +180,15 @@ impl RateLimiter {
         self.local(scope).0
     }
 
-    /// Counts one request of `key_id` against `scope` and says whether it may pass.
-    pub async fn check(&self, scope: Scope, key_id: i64) -> Decision {
+    /// Counts one request of `subject` against `scope` and says whether it may pass.
+    pub async fn check(&self, scope: Scope, subject: Subject) -> Decision {
         let (quota, local) = self.local(scope);
         if let Some(shared) = &self.shared
-            && let Some(decision) = shared.check(scope, key_id, *quota).await
+            && let Some(decision) = shared.check(scope, &subject, *quota).await
         {
             return decision;
         }
-        decide_locally(local, *quota, key_id)
+        decide_locally(local, *quota, subject)
     }
 
     pub fn status(&self) -> BackendStatus {
@@ -149,7 +204,10 @@ impl RateLimiter {
         match scope {
             Scope::Standard => &self.standard,
             Scope::Admin => &self.admin,
+            Scope::Device => &self.device,
             Scope::Export => &self.export,
+            Scope::Registration => &self.registration,
+            Scope::InviteFailure => &self.invite_failure,
         }
     }
 }
@@ -161,9 +219,9 @@ fn local_limiter(quota: Quota) -> KeyedGcra {
     Gcra::keyed(gcra).with_middleware::<StateInformationMiddleware>()
 }
 
-fn decide_locally(limiter: &KeyedGcra, quota: Quota, key_id: i64) -> Decision {
+fn decide_locally(limiter: &KeyedGcra, quota: Quota, subject: Subject) -> Decision {
     let emission = quota.emission_interval();
-    match limiter.check_key(&key_id) {
+    match limiter.check_key(&subject) {
         Ok(snapshot) => {
             let remaining = snapshot.remaining_burst_capacity().min(quota.limit);
             Decision {
@@ -189,13 +247,18 @@ mod tests {
     fn allows_the_limit_then_refuses_per_key() {
         let quota = Quota { limit: 3, period: Period::Minute };
         let limiter = local_limiter(quota);
+        let key = Subject::Key(1);
         let verdicts: Vec<(bool, u32)> =
-            (0..4).map(|_| decide_locally(&limiter, quota, 1)).map(|d| (d.allowed, d.remaining)).collect();
+            (0..4).map(|_| decide_locally(&limiter, quota, key)).map(|d| (d.allowed, d.remaining)).collect();
         assert_eq!(verdicts, [(true, 2), (true, 1), (true, 0), (false, 0)]);
-        let refused = decide_locally(&limiter, quota, 1);
+        let refused = decide_locally(&limiter, quota, key);
         assert!(
             refused.retry_after > Duration::from_secs(19) && refused.retry_after <= Duration::from_secs(20)
         );
-        assert!(decide_locally(&limiter, quota, 2).allowed, "another key is unaffected");
+        assert!(decide_locally(&limiter, quota, Subject::Key(2)).allowed, "another key is unaffected");
+        assert!(
+            decide_locally(&limiter, quota, Subject::Device(uuid::Uuid::nil())).allowed,
+            "a device is counted apart"
+        );
     }
 }

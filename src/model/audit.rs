@@ -6,10 +6,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-/// Who is acting: the authenticated key and the client's address.
+/// Who is acting: the authenticated key, the device its token named (app keys), and the
+/// client's address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
     pub api_key_id: i64,
+    pub device_id: Option<uuid::Uuid>,
     pub ip: Option<IpAddr>,
 }
 
@@ -31,6 +33,8 @@ pub struct AuditEntry {
     pub id: i64,
     /// The API key that acted (null if the key was deleted since).
     pub api_key_id: Option<i64>,
+    /// The device the request acted as (requests with a device token); null otherwise.
+    pub device_id: Option<uuid::Uuid>,
     pub action: String,
     pub resource_type: String,
     pub resource_id: Option<String>,

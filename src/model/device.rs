@@ -53,6 +53,8 @@ pub struct Device {
 pub struct Membership {
     pub group_id: String,
     pub active: bool,
+    /// Whether the device has a device token (devices registered before tokens existed do not).
+    pub has_token: bool,
 }
 
 /// A registration that passed validation: create the device, or update it.
@@ -66,6 +68,23 @@ pub struct Registration {
     pub platform: Option<Platform>,
     /// `None` keeps the stored token.
     pub fcm_token: Option<String>,
+}
+
+/// An invitation into a group: a short code a member reads out to the newcomer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = InviteResponse, example = json!({
+    "code": "7KQ-M4D-XR9", "group_id": "family-group-123", "max_uses": 1,
+    "expires_at": "2026-11-22T10:30:00Z"
+}))]
+pub struct Invite {
+    /// Nine characters of `0-9 A-Z` without `I L O U`, shown in threes (`7KQ-M4D-XR9`); when
+    /// joining, case, dashes and spaces do not matter. Shown this once: only its hash is stored.
+    pub code: String,
+    pub group_id: String,
+    /// How many devices may join with it.
+    pub max_uses: i32,
+    /// When it stops working (RFC 3339, UTC).
+    pub expires_at: DateTime<Utc>,
 }
 
 // An active member of a group as listings show it: the device and its newest fix.

@@ -8,8 +8,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use phone_manager::{
-    config::Settings, db, domain::api_keys::ApiKeys, infra::key_cache::KeyCache, model::IssuedKey,
-    startup::Application,
+    config::Settings, db, domain::api_keys::ApiKeys, model::IssuedKey, startup::Application,
 };
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
@@ -336,7 +335,7 @@ pub async fn key_for(database_url: &str, admin: bool) -> String {
 
 /// Key administration on a database, as `phone-manager keys` does it.
 pub fn key_admin(pool: &PgPool) -> ApiKeys {
-    ApiKeys::new(pool.clone(), std::sync::Arc::new(KeyCache::disabled()))
+    ApiKeys::new(pool.clone())
 }
 
 pub async fn free_port() -> u16 {

@@ -1,6 +1,8 @@
-//! Per-key rate limits. Runs after authentication (it needs the key); every authenticated
-//! response carries `X-RateLimit-Limit`, `-Remaining` and `-Reset`, and a refusal is a 429
-//! envelope with `Retry-After`. Data exports count against an hourly limit too, and report it.
+//! Rate limits. Run after authentication: a request with a device token counts against its
+//! device, one without against its key (standard or admin limit); a data export also against the
+//! hourly export limit, and a registration through an `app` key also against its client
+//! address. Every authenticated response carries `X-RateLimit-Limit`, `-Remaining` and `-Reset`
+//! of the narrowest limit, and a refusal is a 429 envelope with `Retry-After`.
 
 use axum::{
     extract::{MatchedPath, Request, State},
@@ -10,35 +12,50 @@ use axum::{
 };
 
 use crate::{
-    error::ApiError,
     headers::{RATE_LIMIT_LIMIT, RATE_LIMIT_REMAINING, RATE_LIMIT_RESET},
-    http::routes::privacy::EXPORT_ROUTE,
-    infra::rate_limit::{Decision, Scope},
+    http::{
+        extract::client_address,
+        routes::{devices::REGISTER_ROUTE, privacy::EXPORT_ROUTE},
+    },
+    infra::rate_limit::{Scope, Subject},
     metrics,
-    model::ApiKey,
+    model::{Credentials, KeyScope},
     state::AppState,
 };
 
-/// The per-minute limit of the calling key (standard or admin), and on the export route the
-/// hourly export limit as well. Requests without a key (public routes) pass untouched.
+/// Requests without credentials (public routes) pass untouched.
 pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(key) = request.extensions().get::<ApiKey>() else {
+    let Some(credentials) = request.extensions().get::<Credentials>() else {
         return next.run(request).await;
     };
-    let key_id = key.id;
-    let mut scopes = vec![if key.is_admin { Scope::Admin } else { Scope::Standard }];
-    if request.extensions().get::<MatchedPath>().is_some_and(|route| route.as_str() == EXPORT_ROUTE) {
-        scopes.push(Scope::Export);
+    let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or_default();
+    let caller = match &credentials.device {
+        Some(device) => Subject::Device(device.device_id),
+        None => Subject::Key(credentials.key.id),
+    };
+    let mut checks = vec![match caller {
+        Subject::Device(_) => (Scope::Device, caller),
+        _ if credentials.key.is_admin => (Scope::Admin, caller),
+        _ => (Scope::Standard, caller),
+    }];
+    if route == EXPORT_ROUTE {
+        checks.push((Scope::Export, caller));
+    }
+    if route == REGISTER_ROUTE
+        && credentials.key.scope == KeyScope::App
+        && let Some(address) = client_address(&request, &state.settings.security)
+    {
+        checks.push((Scope::Registration, Subject::Address(address)));
     }
     let mut reported = None;
-    for scope in scopes {
-        let decision = state.rate_limiter.check(scope, key_id).await;
+    for (scope, subject) in checks {
+        let decision = state.rate_limiter.check(scope, subject).await;
         if !decision.allowed {
             metrics::rate_limited(scope.name());
-            tracing::warn!(key_id, scope = scope.name(), "rate limit exceeded");
-            return refusal(&decision).into_response();
+            tracing::warn!(%subject, scope = scope.name(), "rate limit exceeded");
+            return decision.refusal().into_response();
         }
-        // The last scope is the narrowest: its numbers are the ones the client must heed.
+        // The later limits are the narrower ones: their numbers are what the client must heed.
         reported = Some(decision);
     }
     let mut response = next.run(request).await;
@@ -46,21 +63,7 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
         let headers = response.headers_mut();
         headers.insert(RATE_LIMIT_LIMIT, HeaderValue::from(decision.quota.limit));
         headers.insert(RATE_LIMIT_REMAINING, HeaderValue::from(decision.remaining));
-        headers.insert(RATE_LIMIT_RESET, HeaderValue::from(reset_after(&decision)));
+        headers.insert(RATE_LIMIT_RESET, HeaderValue::from(decision.reset_after_secs()));
     }
     response
-}
-
-fn refusal(decision: &Decision) -> ApiError {
-    ApiError::RateLimited {
-        limit: decision.quota.limit,
-        per: decision.quota.period.name(),
-        // Never "retry after 0 s": a client would come straight back.
-        retry_after: (decision.retry_after.as_secs_f64().ceil() as u64).max(1),
-        reset_after: reset_after(decision),
-    }
-}
-
-fn reset_after(decision: &Decision) -> u64 {
-    decision.reset_after.as_secs_f64().ceil() as u64
 }

@@ -55,10 +55,10 @@ pub struct PurgeResponse {
 pub async fn delete_inactive_devices(
     _admin: AdminKey,
     State(state): State<AppState>,
-    Caller(actor): Caller,
+    Caller(caller): Caller,
     ValidQuery(query): ValidQuery<PurgeQuery>,
 ) -> ApiResult<AppJson<PurgeResponse>> {
-    let deleted_count = state.admin.purge_inactive_devices(&actor, query.older_than_days).await?;
+    let deleted_count = state.admin.purge_inactive_devices(&caller.actor(), query.older_than_days).await?;
     Ok(AppJson(PurgeResponse { deleted_count }))
 }
 
@@ -85,10 +85,10 @@ pub async fn delete_inactive_devices(
 pub async fn reactivate_device(
     _admin: AdminKey,
     State(state): State<AppState>,
-    Caller(actor): Caller,
+    Caller(caller): Caller,
     AppPath(device_id): AppPath<Uuid>,
 ) -> ApiResult<AppJson<DeviceResponse>> {
-    let device = state.admin.reactivate_device(&actor, device_id).await?;
+    let device = state.admin.reactivate_device(&caller.actor(), device_id).await?;
     Ok(AppJson(device.into()))
 }
 

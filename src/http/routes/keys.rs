@@ -4,14 +4,18 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::http::{
-    docs::{AuthenticatedErrors, tags},
-    extract::{AppJson, AuthKey},
+use crate::{
+    http::{
+        docs::{AuthenticatedErrors, tags},
+        extract::{AppJson, AuthKey},
+    },
+    model::KeyScope,
 };
 
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
-    "id": 7, "prefix": "pm_aBcDe", "name": "Android app", "is_admin": false, "expires_at": null
+    "id": 7, "prefix": "pm_aBcDe", "name": "Android app", "is_admin": false, "scope": "app",
+    "expires_at": null
 }))]
 pub struct CurrentKeyResponse {
     pub id: i64,
@@ -20,6 +24,9 @@ pub struct CurrentKeyResponse {
     pub name: String,
     /// Admin keys may also call `/api/v1/admin/*`.
     pub is_admin: bool,
+    /// `full`: every operation. `app`: the key an app ships; it registers devices and otherwise
+    /// acts for the device whose token comes with it.
+    pub scope: KeyScope,
     /// When the key stops working; null when it never expires.
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -29,7 +36,7 @@ pub struct CurrentKeyResponse {
     get,
     path = "/api/v1/keys/current",
     tag = tags::KEYS,
-    security(("api_key" = [])),
+    security(("api_key" = [], "device_token" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "The calling key", body = CurrentKeyResponse),
         AuthenticatedErrors,
@@ -41,6 +48,7 @@ pub async fn get_current_key(AuthKey(key): AuthKey) -> AppJson<CurrentKeyRespons
         prefix: key.prefix,
         name: key.name,
         is_admin: key.is_admin,
+        scope: key.scope,
         expires_at: key.expires_at,
     })
 }

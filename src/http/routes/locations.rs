@@ -24,7 +24,7 @@ use crate::{
     headers,
     http::{
         docs::{AuthenticatedErrors, responses, tags},
-        extract::{AppJson, AuthKey, JsonBody, integer, parse_json, validate},
+        extract::{AppJson, Caller, JsonBody, integer, parse_json, validate},
     },
     model::{
         Fix, IdempotencyKey, Upload, UploadReceipt,
@@ -206,7 +206,8 @@ impl<'a> ValidateArgs<'a> for UploadLocationBatchRequest {
 
 /// Uploads one location fix.
 ///
-/// The device must be registered and active (404 otherwise). With an `Idempotency-Key`, a
+/// The device must be registered and active (404 otherwise); with an `app` key it must be the
+/// device whose token is sent (403 otherwise). With an `Idempotency-Key`, a
 /// retry of the same request within 24 h gets the first answer again (with the
 /// `Idempotent-Replayed: true` header) and stores nothing; reusing the key for a different
 /// request is refused with 422. Marks the device seen.
@@ -214,13 +215,14 @@ impl<'a> ValidateArgs<'a> for UploadLocationBatchRequest {
     post,
     path = "/api/v1/locations",
     tag = tags::LOCATIONS,
-    security(("api_key" = [])),
+    security(("api_key" = [], "device_token" = []), ("api_key" = [])),
     params(IdempotencyHeader),
     request_body = UploadLocationRequest,
     responses(
         (status = 200, description = "The fix was stored (or this is a replay)", body = UploadReceipt,
             example = json!({"success": true, "processed_count": 1})),
         (status = 400, response = responses::ValidationFailed),
+        (status = 403, response = responses::Forbidden),
         (status = 404, response = responses::DeviceNotRegistered),
         (status = 413, response = responses::PayloadTooLarge),
         (status = 415, response = responses::UnsupportedMediaType),
@@ -230,7 +232,7 @@ impl<'a> ValidateArgs<'a> for UploadLocationBatchRequest {
 )]
 pub async fn upload_location(
     State(state): State<AppState>,
-    AuthKey(key): AuthKey,
+    Caller(caller): Caller,
     request_headers: HeaderMap,
     AppJson(request): AppJson<UploadLocationRequest>,
 ) -> ApiResult<Response> {
@@ -238,7 +240,7 @@ pub async fn upload_location(
     let upload =
         Upload { device_id: parse_device_id(&request.device.device_id), fixes: vec![request.location.fix()] };
     let idempotency = idempotency_key(&request_headers, &upload)?;
-    let outcome = state.uploads.store(key.id, upload, idempotency).await?;
+    let outcome = state.uploads.store(&caller, upload, idempotency).await?;
     Ok(respond(outcome))
 }
 
@@ -252,12 +254,13 @@ pub async fn upload_location(
     post,
     path = "/api/v1/locations/batch",
     tag = tags::LOCATIONS,
-    security(("api_key" = [])),
+    security(("api_key" = [], "device_token" = []), ("api_key" = [])),
     params(IdempotencyHeader),
     request_body = UploadLocationBatchRequest,
     responses(
         (status = 200, description = "Every fix was stored (or this is a replay)", body = UploadReceipt),
         (status = 400, response = responses::ValidationFailed),
+        (status = 403, response = responses::Forbidden),
         (status = 404, response = responses::DeviceNotRegistered),
         (status = 413, response = responses::PayloadTooLarge),
         (status = 415, response = responses::UnsupportedMediaType),
@@ -267,7 +270,7 @@ pub async fn upload_location(
 )]
 pub async fn upload_location_batch(
     State(state): State<AppState>,
-    AuthKey(key): AuthKey,
+    Caller(caller): Caller,
     request_headers: HeaderMap,
     AppJson(request): AppJson<UploadLocationBatchRequest>,
 ) -> ApiResult<Response> {
@@ -277,7 +280,7 @@ pub async fn upload_location_batch(
         fixes: request.locations.iter().map(LocationRequest::fix).collect(),
     };
     let idempotency = idempotency_key(&request_headers, &upload)?;
-    let outcome = state.uploads.store(key.id, upload, idempotency).await?;
+    let outcome = state.uploads.store(&caller, upload, idempotency).await?;
     Ok(respond(outcome))
 }
 

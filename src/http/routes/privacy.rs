@@ -32,7 +32,7 @@ pub const EXPORT_ROUTE: &str = "/api/v1/devices/{device_id}/data-export";
     get,
     path = "/api/v1/devices/{device_id}/data-export",
     tag = tags::PRIVACY,
-    security(("api_key" = [])),
+    security(("api_key" = [], "device_token" = []), ("api_key" = [])),
     params(("device_id" = Uuid, Path, description = "The device's UUID")),
     responses(
         (status = 200, description = "The export (Content-Disposition: attachment)", body = DataExport,
@@ -56,10 +56,10 @@ pub const EXPORT_ROUTE: &str = "/api/v1/devices/{device_id}/data-export";
 )]
 pub async fn export_device_data(
     State(state): State<AppState>,
-    Caller(actor): Caller,
+    Caller(caller): Caller,
     AppPath(device_id): AppPath<Uuid>,
 ) -> ApiResult<Response> {
-    let chunks = state.privacy.export(&actor, device_id).await?;
+    let chunks = state.privacy.export(&caller, device_id).await?;
     let stream = futures_util::stream::unfold(chunks, |mut chunks| async move {
         chunks.recv().await.map(|chunk| (chunk, chunks))
     });
@@ -79,7 +79,7 @@ pub async fn export_device_data(
     delete,
     path = "/api/v1/devices/{device_id}/data",
     tag = tags::PRIVACY,
-    security(("api_key" = [])),
+    security(("api_key" = [], "device_token" = []), ("api_key" = [])),
     params(("device_id" = Uuid, Path, description = "The device's UUID")),
     responses(
         (status = 204, description = "Erased"),
@@ -90,9 +90,9 @@ pub async fn export_device_data(
 )]
 pub async fn delete_device_data(
     State(state): State<AppState>,
-    Caller(actor): Caller,
+    Caller(caller): Caller,
     AppPath(device_id): AppPath<Uuid>,
 ) -> ApiResult<StatusCode> {
-    state.privacy.erase(&actor, device_id).await?;
+    state.privacy.erase(&caller, device_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,7 +8,7 @@ use std::{
 
 use redis::{Script, aio::ConnectionManager};
 
-use super::{Decision, Quota, Scope};
+use super::{Decision, Quota, Scope, Subject};
 
 /// Redis gets this long to answer before a request is decided locally instead.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
@@ -71,9 +71,13 @@ impl RedisLimiter {
     }
 
     /// The shared decision, or None when Redis cannot decide (the caller then decides locally).
-    pub async fn check(&self, scope: Scope, key_id: i64, quota: Quota) -> Option<Decision> {
+    pub async fn check(&self, scope: Scope, subject: &Subject, quota: Quota) -> Option<Decision> {
         let mut connection = self.manager.clone()?;
-        let key = format!("{}:{}:{key_id}", self.prefix, scope.name());
+        // Keys as before for API keys (`prefix:standard:7`), so limits carry over an upgrade.
+        let key = match subject {
+            Subject::Key(id) => format!("{}:{}:{id}", self.prefix, scope.name()),
+            other => format!("{}:{}:{other}", self.prefix, scope.name()),
+        };
         let emission = quota.emission_interval().as_micros() as u64;
         let mut invocation = self.script.key(key);
         invocation.arg(emission).arg(quota.limit);

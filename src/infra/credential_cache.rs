@@ -1,10 +1,12 @@
-//! Per-replica cache of successful API-key lookups, so an authenticated request does not cost
-//! a database round trip. A key deactivated or rotated elsewhere (the CLI, another replica) is
-//! dropped from the cache within a second, by a notice over PostgreSQL `LISTEN`/`NOTIFY`
+//! Per-replica caches of successful credential lookups (API keys, device tokens), so an
+//! authenticated request does not cost a database round trip. A key deactivated or rotated, or a
+//! device deactivated, erased, moved or given a new token, elsewhere (the CLI, another replica)
+//! is dropped from the cache within a second, by a notice over PostgreSQL `LISTEN`/`NOTIFY`
 //! (`infra::invalidation`). While that listener is connected, an entry is trusted for
 //! [`LISTENING_TTL`]; while it is reconnecting (notices could be missed), for the configured TTL
-//! only, and everything cached before the connection was lost is dropped. Expiry
-//! (`expires_at`) is checked exactly on every use. Failed lookups are never cached.
+//! only, and everything cached before the connection was lost is dropped. An API key's expiry
+//! (`expires_at`) is checked exactly on every use. Failed lookups are never cached. Entries are
+//! keyed by the credential's SHA-256, never the credential.
 
 use std::{
     collections::HashMap,
@@ -17,7 +19,28 @@ use std::{
 
 use chrono::Utc;
 
-use crate::model::ApiKey;
+use crate::model::{ApiKey, DeviceCredential};
+
+/// What a cache holds: a credential's resolution, which may expire on its own.
+pub trait Cached: Clone {
+    /// Whether the credential stopped working by itself (a key past its `expires_at`).
+    fn expired(&self) -> bool {
+        false
+    }
+}
+
+impl Cached for ApiKey {
+    fn expired(&self) -> bool {
+        self.expires_at.is_some_and(|at| at <= Utc::now())
+    }
+}
+
+impl Cached for DeviceCredential {}
+
+/// API keys by hash.
+pub type KeyCache = CredentialCache<ApiKey>;
+/// Device tokens by hash.
+pub type TokenCache = CredentialCache<DeviceCredential>;
 
 /// Beyond this many cached keys, stale entries are dropped (and everything, if none is stale).
 const MAX_ENTRIES: usize = 10_000;
@@ -26,22 +49,22 @@ const MAX_ENTRIES: usize = 10_000;
 /// unnoticed.
 pub const LISTENING_TTL: Duration = Duration::from_secs(300);
 
-pub struct KeyCache {
+pub struct CredentialCache<T> {
     /// Configured; zero disables the cache.
     ttl: Duration,
     /// Whether the invalidation listener is connected.
     listening: AtomicBool,
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<HashMap<String, Entry<T>>>,
 }
 
-struct Entry {
-    key: ApiKey,
+struct Entry<T> {
+    value: T,
     fetched: Instant,
     /// When this replica last recorded `last_used_at` for the key.
     recorded_use: Option<Instant>,
 }
 
-impl KeyCache {
+impl<T: Cached> CredentialCache<T> {
     /// A TTL of zero disables the cache (every request looks the key up).
     pub fn new(ttl: Duration) -> Self {
         Self { ttl, listening: AtomicBool::new(false), entries: Mutex::new(HashMap::new()) }
@@ -52,22 +75,21 @@ impl KeyCache {
         Self::new(Duration::ZERO)
     }
 
-    /// The cached key for this hash, if fresh and not expired.
-    pub fn get(&self, hash: &str) -> Option<ApiKey> {
+    /// The cached value for this hash, if fresh and not expired.
+    pub fn get(&self, hash: &str) -> Option<T> {
         if self.ttl.is_zero() {
             return None;
         }
         let mut entries = self.lock();
         let entry = entries.get(hash)?;
-        let expired = entry.key.expires_at.is_some_and(|at| at <= Utc::now());
-        if expired || entry.fetched.elapsed() >= self.trusted_for() {
+        if entry.value.expired() || entry.fetched.elapsed() >= self.trusted_for() {
             entries.remove(hash);
             return None;
         }
-        Some(entry.key.clone())
+        Some(entry.value.clone())
     }
 
-    pub fn insert(&self, hash: String, key: ApiKey) {
+    pub fn insert(&self, hash: String, value: T) {
         if self.ttl.is_zero() {
             return;
         }
@@ -80,12 +102,12 @@ impl KeyCache {
             }
         }
         let recorded_use = entries.get(&hash).and_then(|entry| entry.recorded_use);
-        entries.insert(hash, Entry { key, fetched: Instant::now(), recorded_use });
+        entries.insert(hash, Entry { value, fetched: Instant::now(), recorded_use });
     }
 
-    /// Forgets the key with this id (it was deactivated or rotated elsewhere).
-    pub fn forget_key(&self, id: i64) {
-        self.lock().retain(|_, entry| entry.key.id != id);
+    /// Forgets every entry `stale` picks (a key or device changed elsewhere).
+    pub fn forget(&self, stale: impl Fn(&T) -> bool) {
+        self.lock().retain(|_, entry| !stale(&entry.value));
     }
 
     /// The invalidation listener connected (`true`) or lost its connection (`false`: notices
@@ -101,7 +123,7 @@ impl KeyCache {
         if self.listening.load(Ordering::Relaxed) { self.ttl.max(LISTENING_TTL) } else { self.ttl }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry<T>>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -132,6 +154,7 @@ mod tests {
             name: "k".into(),
             is_active: true,
             is_admin: false,
+            scope: crate::model::KeyScope::Full,
             created_at: Utc::now(),
             last_used_at: None,
             expires_at: expires_in.map(|d| Utc::now() + d),
@@ -163,7 +186,7 @@ mod tests {
         cache.insert("h".into(), key(None));
         std::thread::sleep(Duration::from_millis(60));
         assert!(cache.get("h").is_some(), "trusted beyond the TTL while notices arrive");
-        cache.forget_key(1);
+        cache.forget(|key| key.id == 1);
         assert!(cache.get("h").is_none(), "a notice drops the key");
         cache.insert("h".into(), key(None));
         cache.set_listening(false);
