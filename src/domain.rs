@@ -9,6 +9,7 @@ pub mod audit;
 pub mod credentials;
 pub mod devices;
 pub mod health;
+pub mod history;
 pub mod idempotency;
 pub mod privacy;
 pub mod text;

@@ -17,5 +17,5 @@ pub use audit::{Actor, AuditEntry, AuditFilter, AuditPage, NewAuditEntry};
 pub use device::{
     DataExport, Device, GroupMember, Invite, LastLocation, Membership, Platform, Registration, SystemStats,
 };
-pub use fix::{Fix, StoredFix, Upload, UploadReceipt};
+pub use fix::{Fix, Order, StoredFix, Upload, UploadReceipt};
 pub use idempotency::{IdempotencyKey, StoredResponse};

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::model::{Fix, IdempotencyKey, StoredFix};
+use crate::model::{Fix, IdempotencyKey, Order, StoredFix};
 
 /// The uploads of one statement, as the arrays it binds: one entry per request, per fix and
 /// per `Idempotency-Key`. Requests are numbered by the caller; no two may carry the same fix
@@ -174,4 +174,117 @@ pub fn stream_for_device(
         device_id
     )
     .fetch(conn)
+}
+
+/// Up to `limit` fixes of a device captured in `[lower, upper)`, in `order`: one range scan of
+/// uq_locations_device_captured (forwards or backwards), never a sort, and never rows skipped
+/// with OFFSET, so every page of a trail costs what the first does.
+pub async fn page(
+    pool: &PgPool,
+    device_id: Uuid,
+    lower: DateTime<Utc>,
+    upper: DateTime<Utc>,
+    order: Order,
+    limit: i64,
+) -> sqlx::Result<Vec<StoredFix>> {
+    match order {
+        Order::Asc => observe!(
+            "SELECT",
+            "locations",
+            sqlx::query_as!(
+                StoredFix,
+                r#"SELECT ROW(captured_at, latitude, longitude, accuracy, altitude, bearing, speed, provider,
+                              battery_level, network_type)::fix AS "fix!: Fix",
+                          created_at
+                   FROM locations
+                   WHERE device_id = $1 AND captured_at >= $2 AND captured_at < $3
+                   ORDER BY captured_at LIMIT $4"#,
+                device_id,
+                lower,
+                upper,
+                limit
+            ),
+            fetch_all(pool)
+        ),
+        Order::Desc => observe!(
+            "SELECT",
+            "locations",
+            sqlx::query_as!(
+                StoredFix,
+                r#"SELECT ROW(captured_at, latitude, longitude, accuracy, altitude, bearing, speed, provider,
+                              battery_level, network_type)::fix AS "fix!: Fix",
+                          created_at
+                   FROM locations
+                   WHERE device_id = $1 AND captured_at >= $2 AND captured_at < $3
+                   ORDER BY captured_at DESC LIMIT $4"#,
+                device_id,
+                lower,
+                upper,
+                limit
+            ),
+            fetch_all(pool)
+        ),
+    }
+}
+
+/// How many fixes of a device were captured in `[lower, upper)` (an index-only scan).
+pub async fn count_range(
+    pool: &PgPool,
+    device_id: Uuid,
+    lower: DateTime<Utc>,
+    upper: DateTime<Utc>,
+) -> sqlx::Result<i64> {
+    observe!(
+        "SELECT",
+        "locations",
+        sqlx::query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM locations
+               WHERE device_id = $1 AND captured_at >= $2 AND captured_at < $3"#,
+            device_id,
+            lower,
+            upper
+        ),
+        fetch_one(pool)
+    )
+}
+
+/// Every fix of a device captured in `[lower, upper)`, in `order`, as a stream (a download).
+pub fn stream_range(
+    conn: &mut PgConnection,
+    device_id: Uuid,
+    lower: DateTime<Utc>,
+    upper: DateTime<Utc>,
+    order: Order,
+) -> futures_util::stream::BoxStream<'_, sqlx::Result<StoredFix>> {
+    use futures_util::StreamExt;
+    match order {
+        Order::Asc => sqlx::query_as!(
+            StoredFix,
+            r#"SELECT ROW(captured_at, latitude, longitude, accuracy, altitude, bearing, speed, provider,
+                          battery_level, network_type)::fix AS "fix!: Fix",
+                      created_at
+               FROM locations
+               WHERE device_id = $1 AND captured_at >= $2 AND captured_at < $3
+               ORDER BY captured_at"#,
+            device_id,
+            lower,
+            upper
+        )
+        .fetch(conn)
+        .boxed(),
+        Order::Desc => sqlx::query_as!(
+            StoredFix,
+            r#"SELECT ROW(captured_at, latitude, longitude, accuracy, altitude, bearing, speed, provider,
+                          battery_level, network_type)::fix AS "fix!: Fix",
+                      created_at
+               FROM locations
+               WHERE device_id = $1 AND captured_at >= $2 AND captured_at < $3
+               ORDER BY captured_at DESC"#,
+            device_id,
+            lower,
+            upper
+        )
+        .fetch(conn)
+        .boxed(),
+    }
 }

@@ -70,6 +70,17 @@ impl ToSchema for StoredFix {
     }
 }
 
+/// The order of a trail, by capture time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Oldest first.
+    Asc,
+    /// Newest first.
+    #[default]
+    Desc,
+}
+
 /// A device's fixes as one upload carries them (one for a single upload, 1–50 for a batch),
 /// as the server understood them: its JSON is the request's fingerprint for `Idempotency-Key`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
