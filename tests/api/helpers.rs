@@ -1,3 +1,5 @@
+//! The test harness of both test binaries (`tests/api`, the fast lane, and `tests/slow`).
+//!
 //! `TestApp::spawn()` starts the real server on 127.0.0.1:0 against a fresh database of its own.
 //! The PostgreSQL server comes from `DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`). Each test database is a copy of a template
