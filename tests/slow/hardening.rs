@@ -175,9 +175,12 @@ async fn beyond_the_concurrency_cap_requests_get_503_at_once() {
     );
 }
 
+/// A slowloris client is cut off by the header read timeout: not before it (a connection
+/// closed at once for another reason fails here), and not much after it.
 #[tokio::test]
 async fn clients_that_never_finish_their_headers_are_disconnected() {
-    let app = TestApp::spawn_with(|s| s.server.header_read_timeout_secs = 1).await;
+    const TIMEOUT: Duration = Duration::from_secs(2);
+    let app = TestApp::spawn_with(|s| s.server.header_read_timeout_secs = TIMEOUT.as_secs()).await;
     let started = std::time::Instant::now();
     let answer = raw_exchange(
         app.socket_addr,
@@ -186,6 +189,12 @@ async fn clients_that_never_finish_their_headers_are_disconnected() {
     )
     .await;
     let elapsed = started.elapsed();
-    assert!(elapsed < Duration::from_secs(5), "closed after the header timeout, not kept open ({elapsed:?})");
+    // The server's timer starts after our clock (it cannot run before the connection exists),
+    // so the only slack needed below is timer granularity; above, a loaded machine's scheduling.
+    assert!(
+        elapsed >= TIMEOUT - Duration::from_millis(250),
+        "kept open until the header timeout, not closed at once ({elapsed:?})"
+    );
+    assert!(elapsed < TIMEOUT + Duration::from_secs(3), "closed after the header timeout ({elapsed:?})");
     assert!(!answer.contains("200 OK"), "{answer}");
 }
