@@ -56,7 +56,9 @@ async fn expired_keys_get_401() {
 async fn a_key_that_has_not_expired_yet_is_accepted() {
     let app = TestApp::spawn().await;
     let key = key_admin(&app.pool).create("temporary", false, Some(1)).await.unwrap();
-    let body = json_body(app.client_with_key(&key.key).get(PROTECTED).await).await;
+    let response = app.client_with_key(&key.key).get(PROTECTED).await;
+    assert_eq!(response.status(), StatusCode::OK, "a key expiring tomorrow still works today");
+    let body = json_body(response).await;
     assert!(body["expires_at"].as_str().is_some(), "{body}");
 }
 
