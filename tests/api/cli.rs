@@ -1,27 +1,15 @@
-//! The `phone-manager` binary itself: key management, configuration errors, signals.
+//! The `phone-manager` binary itself: key management, configuration errors. Serving and
+//! signals, and the wait for an absent database, are in the slow lane (`tests/slow/cli.rs`).
 
-use std::{process::Output, time::Duration};
+use std::process::Output;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use tokio::process::Command;
 
-use crate::helpers::{TestApp, TestDatabase, free_port, json_body};
-
-const BIN: &str = env!("CARGO_BIN_EXE_phone-manager");
-
-fn command(database_url: &str) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .env("PM__DATABASE__URL", database_url)
-        .env("PM__LOGGING__LEVEL", "warn")
-        .env("PM_CONFIG_DIR", "/nonexistent")
-        .kill_on_drop(true);
-    command
-}
+use crate::helpers::{TestApp, TestDatabase, binary, json_body};
 
 async fn run(database_url: &str, args: &[&str]) -> Output {
-    command(database_url).args(args).output().await.expect("binary runs")
+    binary(database_url).args(args).output().await.expect("binary runs")
 }
 
 fn stdout_json(output: &Output) -> Value {
@@ -45,7 +33,7 @@ async fn key_cli_round_trip_create_list_rotate_deactivate() {
     assert_eq!(created["is_admin"], false);
     assert!(created["expires_at"].is_null());
     assert!(created["id"].is_i64());
-    assert_eq!(app.get_with_key("/api/v1/keys/current", &key).await.status(), StatusCode::OK);
+    assert_eq!(app.client_with_key(&key).get("/api/v1/keys/current").await.status(), StatusCode::OK);
 
     let listed = stdout_json(&run(&url, &["keys", "list", "--json"]).await);
     let entry = &listed.as_array().unwrap()[0];
@@ -61,13 +49,19 @@ async fn key_cli_round_trip_create_list_rotate_deactivate() {
     let new_key = rotated["new_key"]["key"].as_str().unwrap().to_owned();
     assert_eq!(rotated["new_key"]["name"], "t");
     assert_ne!(new_key, key);
-    assert_eq!(app.get_with_key("/api/v1/keys/current", &key).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(app.get_with_key("/api/v1/keys/current", &new_key).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.client_with_key(&key).get("/api/v1/keys/current").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.client_with_key(&new_key).get("/api/v1/keys/current").await.status(), StatusCode::OK);
 
     let new_id = rotated["new_key"]["id"].as_i64().unwrap().to_string();
     let deactivated = stdout_json(&run(&url, &["keys", "deactivate", "--id", &new_id, "--json"]).await);
     assert_eq!(deactivated["is_active"], false);
-    assert_eq!(app.get_with_key("/api/v1/keys/current", &new_key).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.client_with_key(&new_key).get("/api/v1/keys/current").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     // Deactivating again is harmless.
     assert!(run(&url, &["keys", "deactivate", "--id", &new_id]).await.status.success());
 }
@@ -86,8 +80,8 @@ async fn admin_keys_with_expiry_are_created_as_asked() {
     let expires = chrono::DateTime::parse_from_rfc3339(created["expires_at"].as_str().unwrap()).unwrap();
     let days = (expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_days();
     assert!((29..=30).contains(&days), "{days}");
-    let body =
-        json_body(app.get_with_key("/api/v1/keys/current", created["key"].as_str().unwrap()).await).await;
+    let api = app.client_with_key(created["key"].as_str().unwrap());
+    let body = json_body(api.get("/api/v1/keys/current").await).await;
     assert_eq!(body["is_admin"], true);
 }
 
@@ -120,19 +114,6 @@ async fn unknown_and_ambiguous_prefixes_fail_clearly() {
 }
 
 #[tokio::test]
-async fn no_database_is_a_clear_error_and_a_nonzero_exit() {
-    // Nothing listens on port 1.
-    let output = run("postgres://postgres@127.0.0.1:1/phone_manager", &["keys", "list"]).await;
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("cannot connect to PostgreSQL at postgres://postgres@127.0.0.1:1/phone_manager"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("PM__DATABASE__URL"), "says how to fix it: {stderr}");
-}
-
-#[tokio::test]
 async fn bad_configuration_stops_start_up_with_one_line_naming_the_key() {
     let db = TestDatabase::create().await;
     for (variable, value, expected) in [
@@ -142,7 +123,7 @@ async fn bad_configuration_stops_start_up_with_one_line_naming_the_key() {
         ("PM__LOGGING__FORMAT", "xml", "xml"),
         ("PM__LIMITS__MAX_BATCH_SIZE", "-3", "limits.max_batch_size"),
     ] {
-        let output = command(&db.url).env(variable, value).arg("serve").output().await.unwrap();
+        let output = binary(&db.url).env(variable, value).arg("serve").output().await.unwrap();
         assert_eq!(output.status.code(), Some(2), "{variable}={value}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
@@ -159,70 +140,4 @@ async fn openapi_command_needs_no_database() {
     let spec = stdout_json(&output);
     assert_eq!(spec["openapi"], "3.1.0");
     assert_eq!(String::from_utf8(output.stdout).unwrap(), phone_manager::openapi::spec_json());
-}
-
-#[tokio::test]
-async fn serve_creates_its_database_and_stops_gracefully_on_sigterm() {
-    // A database name that does not exist yet: start-up must create and migrate it.
-    let name = format!("pm_test_{}", uuid::Uuid::new_v4().simple());
-    let db = TestDatabase { url: crate::helpers::database_url(&name), name };
-    let port = free_port().await;
-    let mut child = command(&db.url)
-        .env("PM__SERVER__PORT", port.to_string())
-        .env("PM__LOGGING__LEVEL", "info")
-        .env("PM__LOGGING__FORMAT", "json")
-        .arg("serve")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let client = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{port}/api/health");
-    let mut healthy = false;
-    for _ in 0..100 {
-        if let Ok(response) = client.get(&url).send().await {
-            healthy = response.status() == StatusCode::OK;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(healthy, "the service answers /api/health");
-    let response = client
-        .get(format!("http://127.0.0.1:{port}/api/health/live"))
-        .header("X-Request-ID", "log-me-7")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    let key = crate::helpers::key_admin(&pool).create("logged?", false, None).await.unwrap().key;
-    pool.close().await;
-    let response = client
-        .get(format!("http://127.0.0.1:{port}/api/v1/keys/current"))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-
-    let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.expect("exits").unwrap();
-    assert!(status.success(), "graceful exit: {status}");
-    let output = child.wait_with_output().await.unwrap();
-    let logs = String::from_utf8_lossy(&output.stdout);
-    assert!(logs.contains("shutting down") && logs.contains("\"stopped\""), "{logs}");
-    // One JSON line per request, with everything needed to find it again.
-    let line: Value = logs
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|line| line["request_id"] == "log-me-7" && line["message"] == "request completed")
-        .unwrap_or_else(|| panic!("a request line in {logs}"));
-    assert_eq!(line["method"], "GET");
-    assert_eq!(line["path"], "/api/health/live");
-    assert_eq!(line["status"], 200);
-    assert!(line["duration_ms"].is_number());
-    assert_eq!(line["trace_id"].as_str().map(str::len), Some(32));
-    assert_eq!(line["span_id"].as_str().map(str::len), Some(16));
-    assert!(!logs.contains(&key), "keys are never logged");
 }

@@ -3,60 +3,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, assert_error, json_body};
-
-/// A test app with a key, and helpers speaking the devices API.
-pub struct Devices {
-    pub app: TestApp,
-    pub key: String,
-}
-
-impl Devices {
-    pub async fn spawn() -> Self {
-        Self::spawn_with(|_| {}).await
-    }
-
-    pub async fn spawn_with(adjust: impl FnOnce(&mut phone_manager::config::Settings)) -> Self {
-        let app = TestApp::spawn_with(adjust).await;
-        let key = app.create_key(false).await.key;
-        Self { app, key }
-    }
-
-    pub async fn register(&self, body: Value) -> reqwest::Response {
-        self.app
-            .client
-            .post(self.app.url("/api/v1/devices/register"))
-            .header("X-API-Key", &self.key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// Registers and asserts success; returns the response body.
-    pub async fn register_ok(&self, device_id: Uuid, name: &str, group: &str) -> Value {
-        let response =
-            self.register(json!({"device_id": device_id, "display_name": name, "group_id": group})).await;
-        assert_eq!(response.status(), StatusCode::OK, "register {name} into {group}");
-        json_body(response).await
-    }
-
-    pub async fn list(&self, group: &str) -> Vec<Value> {
-        let response = self.app.get_with_key(&format!("/api/v1/devices?group_id={group}"), &self.key).await;
-        assert_eq!(response.status(), StatusCode::OK);
-        json_body(response).await["devices"].as_array().unwrap().clone()
-    }
-
-    pub async fn delete(&self, device_id: &str) -> reqwest::Response {
-        self.app
-            .client
-            .delete(self.app.url(&format!("/api/v1/devices/{device_id}")))
-            .header("X-API-Key", &self.key)
-            .send()
-            .await
-            .unwrap()
-    }
-}
+use crate::helpers::{ApiClient, TestApp, assert_error, json_body};
 
 fn time(value: &Value) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(value.as_str().unwrap_or_else(|| panic!("a timestamp: {value}")))
@@ -70,18 +17,31 @@ fn names(devices: &[Value]) -> Vec<&str> {
 
 #[tokio::test]
 async fn registration_creates_a_device_with_defaults() {
-    let api = Devices::spawn().await;
+    let app = TestApp::spawn().await;
+    let api = app.client().await;
     let id = Uuid::new_v4();
-    let body = api.register_ok(id, "  Martin's Phone ", "family-1").await;
+    let body = api.register_device(id, "  Martin's Phone ", "family-1").await;
+    // The name is stored trimmed; the platform defaults to android.
+    insta::assert_json_snapshot!(body, {
+        ".device_id" => "[uuid]",
+        ".created_at" => "[time]",
+        ".updated_at" => "[time]",
+    }, @r#"
+    {
+      "created_at": "[time]",
+      "device_id": "[uuid]",
+      "display_name": "Martin's Phone",
+      "group_id": "family-1",
+      "platform": "android",
+      "updated_at": "[time]"
+    }
+    "#);
     assert_eq!(body["device_id"], id.to_string());
-    assert_eq!(body["display_name"], "Martin's Phone", "stored trimmed");
-    assert_eq!(body["group_id"], "family-1");
-    assert_eq!(body["platform"], "android");
     assert_eq!(time(&body["created_at"]), time(&body["updated_at"]));
     let stored: (bool, Option<DateTime<Utc>>) =
         sqlx::query_as("SELECT active, last_seen_at FROM devices WHERE device_id = $1")
             .bind(id)
-            .fetch_one(&api.app.pool)
+            .fetch_one(&app.pool)
             .await
             .unwrap();
     assert!(stored.0);
@@ -90,7 +50,8 @@ async fn registration_creates_a_device_with_defaults() {
 
 #[tokio::test]
 async fn re_registration_updates_and_preserves_history() {
-    let api = Devices::spawn().await;
+    let app = TestApp::spawn().await;
+    let api = app.client().await;
     let id = Uuid::new_v4();
     let first = api
         .register(json!({"device_id": id, "display_name": "Old", "group_id": "fam", "platform": "ios", "fcm_token": "t1"}))
@@ -101,7 +62,7 @@ async fn re_registration_updates_and_preserves_history() {
          SELECT $1, 48.1, 11.5, 5, now() - make_interval(mins => n) FROM generate_series(1, 3) n",
     )
     .bind(id)
-    .execute(&api.app.pool)
+    .execute(&app.pool)
     .await
     .unwrap();
 
@@ -116,7 +77,7 @@ async fn re_registration_updates_and_preserves_history() {
         "SELECT fcm_token, (SELECT count(*) FROM locations WHERE device_id = $1) FROM devices WHERE device_id = $1",
     )
     .bind(id)
-    .fetch_one(&api.app.pool)
+    .fetch_one(&app.pool)
     .await
     .unwrap();
     assert_eq!(token.as_deref(), Some("t1"), "an omitted token keeps the stored one");
@@ -126,7 +87,7 @@ async fn re_registration_updates_and_preserves_history() {
         .await;
     let token: Option<String> = sqlx::query_scalar("SELECT fcm_token FROM devices WHERE device_id = $1")
         .bind(id)
-        .fetch_one(&api.app.pool)
+        .fetch_one(&app.pool)
         .await
         .unwrap();
     assert_eq!(token.as_deref(), Some("t2"));
@@ -134,26 +95,27 @@ async fn re_registration_updates_and_preserves_history() {
 
 #[tokio::test]
 async fn last_seen_at_moves_on_registration() {
-    let api = Devices::spawn().await;
+    let app = TestApp::spawn().await;
+    let api = app.client().await;
     let id = Uuid::new_v4();
-    api.register_ok(id, "Phone", "fam").await;
+    api.register_device(id, "Phone", "fam").await;
     sqlx::query("UPDATE devices SET last_seen_at = now() - interval '1 hour' WHERE device_id = $1")
         .bind(id)
-        .execute(&api.app.pool)
+        .execute(&app.pool)
         .await
         .unwrap();
-    let before = time(&api.list("fam").await[0]["last_seen_at"]);
-    api.register_ok(id, "Phone", "fam").await;
-    let after = time(&api.list("fam").await[0]["last_seen_at"]);
+    let before = time(&api.list_group("fam").await[0]["last_seen_at"]);
+    api.register_device(id, "Phone", "fam").await;
+    let after = time(&api.list_group("fam").await[0]["last_seen_at"]);
     assert!(after - before > chrono::Duration::minutes(59), "{before} -> {after}");
     assert!(Utc::now() - after < chrono::Duration::seconds(30));
 }
 
-async fn fill_group(api: &Devices, group: &str, count: usize) -> Vec<Uuid> {
+async fn fill_group(api: &ApiClient, group: &str, count: usize) -> Vec<Uuid> {
     let mut ids = Vec::new();
     for n in 0..count {
         let id = Uuid::new_v4();
-        api.register_ok(id, &format!("Member {n:02}"), group).await;
+        api.register_device(id, &format!("Member {n:02}"), group).await;
         ids.push(id);
     }
     ids
@@ -161,50 +123,54 @@ async fn fill_group(api: &Devices, group: &str, count: usize) -> Vec<Uuid> {
 
 #[tokio::test]
 async fn a_full_group_refuses_newcomers_but_not_its_members() {
-    let api = Devices::spawn().await;
+    let app = TestApp::spawn().await;
+    let api = app.client().await;
     let members = fill_group(&api, "full", 20).await;
 
     let response =
         api.register(json!({"device_id": Uuid::new_v4(), "display_name": "Late", "group_id": "full"})).await;
     let body = assert_error(response, StatusCode::CONFLICT, "conflict").await;
-    assert_eq!(body, json!({"error": "conflict", "message": "Group has reached maximum device limit (20)"}));
+    insta::assert_compact_json_snapshot!(
+        body,
+        @r#"{"error": "conflict", "message": "Group has reached maximum device limit (20)"}"#
+    );
 
     // A member re-registering never trips the limit.
-    api.register_ok(members[0], "Renamed member", "full").await;
+    api.register_device(members[0], "Renamed member", "full").await;
 
     // Inactive devices don't count: deactivate one and the newcomer fits.
-    assert_eq!(api.delete(&members[1].to_string()).await.status(), StatusCode::NO_CONTENT);
-    api.register_ok(Uuid::new_v4(), "Late", "full").await;
+    assert_eq!(api.deactivate(members[1]).await.status(), StatusCode::NO_CONTENT);
+    api.register_device(Uuid::new_v4(), "Late", "full").await;
     // Now full again: the deactivated member cannot come back.
     let response =
         api.register(json!({"device_id": members[1], "display_name": "Back", "group_id": "full"})).await;
     assert_error(response, StatusCode::CONFLICT, "conflict").await;
-    assert_eq!(api.list("full").await.len(), 20);
+    assert_eq!(api.list_group("full").await.len(), 20);
 }
 
 #[tokio::test]
 async fn moving_between_groups_respects_the_target_limit() {
-    let api = Devices::spawn().await;
+    let app = TestApp::spawn().await;
+    let api = app.client().await;
     fill_group(&api, "crowded", 20).await;
     let mover = Uuid::new_v4();
-    api.register_ok(mover, "Mover", "home").await;
+    api.register_device(mover, "Mover", "home").await;
 
     let response =
         api.register(json!({"device_id": mover, "display_name": "Mover", "group_id": "crowded"})).await;
     assert_error(response, StatusCode::CONFLICT, "conflict").await;
-    assert_eq!(names(&api.list("home").await), ["Mover"], "a refused move changes nothing");
+    assert_eq!(names(&api.list_group("home").await), ["Mover"], "a refused move changes nothing");
 
-    let moved = api.register_ok(mover, "Mover", "roomy").await;
+    let moved = api.register_device(mover, "Mover", "roomy").await;
     assert_eq!(moved["group_id"], "roomy");
-    assert!(api.list("home").await.is_empty());
-    assert_eq!(names(&api.list("roomy").await), ["Mover"]);
+    assert!(api.list_group("home").await.is_empty());
+    assert_eq!(names(&api.list_group("roomy").await), ["Mover"]);
 }
 
 #[tokio::test]
 async fn the_limit_is_configurable() {
     let app = TestApp::spawn_with(|s| s.limits.max_devices_per_group = 2).await;
-    let key = app.create_key(false).await.key;
-    let api = Devices { app, key };
+    let api = app.client().await;
     fill_group(&api, "small", 2).await;
     let response = api
         .register(json!({"device_id": Uuid::new_v4(), "display_name": "Third", "group_id": "small"}))
@@ -222,23 +188,17 @@ async fn concurrent_registrations_never_exceed_the_limit() {
         s.security.rate_limit_per_minute = 10_000;
     })
     .await;
-    let key = app.create_key(false).await.key;
+    let api = app.client().await;
     for round in 0..5 {
         let group = format!("race-{round}");
         let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(40));
         let mut tasks = tokio::task::JoinSet::new();
         for n in 0..40 {
-            let (client, url, key, group, barrier) = (
-                app.client.clone(),
-                app.url("/api/v1/devices/register"),
-                key.clone(),
-                group.clone(),
-                barrier.clone(),
-            );
+            let (api, group, barrier) = (api.clone(), group.clone(), barrier.clone());
             tasks.spawn(async move {
                 let body = json!({"device_id": Uuid::new_v4(), "display_name": format!("Racer {n}"), "group_id": group});
                 barrier.wait().await;
-                let response = client.post(url).header("X-API-Key", key).json(&body).send().await.unwrap();
+                let response = api.register(body).await;
                 let status = response.status();
                 (status, response.json::<Value>().await.unwrap())
             });
@@ -267,56 +227,58 @@ async fn concurrent_registrations_never_exceed_the_limit() {
 
 #[tokio::test]
 async fn deactivation_hides_a_device_until_it_registers_again() {
-    let api = Devices::spawn().await;
+    let app = TestApp::spawn().await;
+    let api = app.client().await;
     let id = Uuid::new_v4();
-    let created = api.register_ok(id, "Phone", "fam").await;
+    let created = api.register_device(id, "Phone", "fam").await;
     sqlx::query("INSERT INTO locations (device_id, latitude, longitude, accuracy, captured_at) VALUES ($1, 1, 2, 3, now())")
         .bind(id)
-        .execute(&api.app.pool)
+        .execute(&app.pool)
         .await
         .unwrap();
 
-    let response = api.delete(&id.to_string()).await;
+    let response = api.deactivate(id).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert!(response.text().await.unwrap().is_empty());
-    assert!(api.list("fam").await.is_empty());
+    assert!(api.list_group("fam").await.is_empty());
     let (active, locations): (bool, i64) = sqlx::query_as(
         "SELECT active, (SELECT count(*) FROM locations WHERE device_id = $1) FROM devices WHERE device_id = $1",
     )
     .bind(id)
-    .fetch_one(&api.app.pool)
+    .fetch_one(&app.pool)
     .await
     .unwrap();
     assert!(!active);
     assert_eq!(locations, 1, "locations stay");
     // Deactivating twice is fine.
-    assert_eq!(api.delete(&id.to_string()).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(api.deactivate(id).await.status(), StatusCode::NO_CONTENT);
 
-    let back = api.register_ok(id, "Phone", "fam").await;
+    let back = api.register_device(id, "Phone", "fam").await;
     assert_eq!(back["created_at"], created["created_at"]);
-    assert_eq!(names(&api.list("fam").await), ["Phone"]);
+    assert_eq!(names(&api.list_group("fam").await), ["Phone"]);
 }
 
 #[tokio::test]
 async fn deleting_an_unknown_device_is_404() {
-    let api = Devices::spawn().await;
-    let body =
-        assert_error(api.delete(&Uuid::new_v4().to_string()).await, StatusCode::NOT_FOUND, "not_found").await;
+    let app = TestApp::spawn().await;
+    let api = app.client().await;
+    let body = assert_error(api.deactivate(Uuid::new_v4()).await, StatusCode::NOT_FOUND, "not_found").await;
     assert_eq!(body["message"], "Device not found");
 }
 
 #[tokio::test]
 async fn listing_is_filtered_by_group_and_sorted_by_name() {
-    let api = Devices::spawn().await;
+    let app = TestApp::spawn().await;
+    let api = app.client().await;
     for name in ["Charlie", "alice", "Bob"] {
-        api.register_ok(Uuid::new_v4(), name, "fam").await;
+        api.register_device(Uuid::new_v4(), name, "fam").await;
     }
-    api.register_ok(Uuid::new_v4(), "Stranger", "other").await;
+    api.register_device(Uuid::new_v4(), "Stranger", "other").await;
     let gone = Uuid::new_v4();
-    api.register_ok(gone, "Deactivated", "fam").await;
-    api.delete(&gone.to_string()).await;
+    api.register_device(gone, "Deactivated", "fam").await;
+    api.deactivate(gone).await;
 
-    let devices = api.list("fam").await;
+    let devices = api.list_group("fam").await;
     let mut expected = vec!["Charlie", "alice", "Bob"];
     expected.sort_by_key(|n| n.to_lowercase());
     let listed = names(&devices);
@@ -330,16 +292,17 @@ async fn listing_is_filtered_by_group_and_sorted_by_name() {
         assert!(device["device_id"].is_string() && device["last_seen_at"].is_string());
         assert_eq!(device["platform"], "android");
     }
-    assert!(api.list("nobody-here").await.is_empty(), "unknown group: empty list");
+    assert!(api.list_group("nobody-here").await.is_empty(), "unknown group: empty list");
 }
 
 #[tokio::test]
 async fn listing_needs_a_valid_group_id() {
-    let api = Devices::spawn().await;
-    let response = api.app.get_with_key("/api/v1/devices", &api.key).await;
+    let app = TestApp::spawn().await;
+    let api = app.client().await;
+    let response = api.get("/api/v1/devices").await;
     let body = assert_error(response, StatusCode::BAD_REQUEST, "validation_error").await;
     assert_eq!(body["details"], json!([{"field": "group_id", "message": "is required"}]));
-    let response = api.app.get_with_key("/api/v1/devices?group_id=a%20b", &api.key).await;
+    let response = api.get("/api/v1/devices?group_id=a%20b").await;
     let body = assert_error(response, StatusCode::BAD_REQUEST, "validation_error").await;
     assert_eq!(body["details"][0]["field"], "group_id");
 }
@@ -347,7 +310,8 @@ async fn listing_needs_a_valid_group_id() {
 /// Each rule at its bounds (accepted) and just beyond (rejected, with the field named).
 #[tokio::test]
 async fn validation_rules_at_and_beyond_their_bounds() {
-    let api = Devices::spawn().await;
+    let app = TestApp::spawn().await;
+    let api = app.client().await;
     let base = || json!({"device_id": Uuid::new_v4(), "display_name": "Phone", "group_id": "fam"});
     let with = |field: &str, value: Value| {
         let mut body = base();
@@ -387,14 +351,14 @@ async fn validation_rules_at_and_beyond_their_bounds() {
         assert_eq!(body["details"].as_array().unwrap().len(), 1, "{body}");
         assert_eq!(body["details"][0]["field"], field, "{body}");
     }
-    let stored: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM devices").fetch_one(&api.app.pool).await.unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM devices").fetch_one(&app.pool).await.unwrap();
     assert_eq!(stored, 9, "nothing stored from rejected requests");
 }
 
 #[tokio::test]
 async fn every_field_error_is_reported_at_once() {
-    let api = Devices::spawn().await;
+    let app = TestApp::spawn().await;
+    let api = app.client().await;
     let response = api
         .register(json!({"device_id": "nope", "display_name": "x", "group_id": "!", "platform": "symbian"}))
         .await;
@@ -406,7 +370,8 @@ async fn every_field_error_is_reported_at_once() {
 
 #[tokio::test]
 async fn unknown_fields_are_ignored() {
-    let api = Devices::spawn().await;
+    let app = TestApp::spawn().await;
+    let api = app.client().await;
     let response = api
         .register(
             json!({"device_id": Uuid::new_v4(), "display_name": "Phone", "group_id": "fam", "shoe_size": 44}),

@@ -5,17 +5,19 @@ use crate::helpers::{TestApp, assert_error};
 #[tokio::test]
 async fn unknown_routes_get_a_json_404() {
     let app = TestApp::spawn().await;
-    assert_error(app.get("/no/such/route").await, StatusCode::NOT_FOUND, "not_found").await;
+    let anonymous = app.anonymous();
+    assert_error(anonymous.get("/no/such/route").await, StatusCode::NOT_FOUND, "not_found").await;
     // Unknown paths under the authenticated prefix are 404 too, not 401.
-    assert_error(app.get("/api/v1/nothing-here").await, StatusCode::NOT_FOUND, "not_found").await;
+    assert_error(anonymous.get("/api/v1/nothing-here").await, StatusCode::NOT_FOUND, "not_found").await;
 }
 
 #[tokio::test]
 async fn wrong_methods_get_a_json_405() {
     let app = TestApp::spawn().await;
-    let response = app.client.delete(app.url("/api/health")).send().await.unwrap();
+    let anonymous = app.anonymous();
+    let response = anonymous.delete("/api/health").await;
     assert_error(response, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
-    let response = app.client.post(app.url("/api/v1/keys/current")).send().await.unwrap();
+    let response = anonymous.request(reqwest::Method::POST, "/api/v1/keys/current").await;
     assert_error(response, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
 }
 
@@ -24,20 +26,20 @@ mod bad_requests {
     use reqwest::StatusCode;
     use serde_json::json;
 
-    use crate::{devices::Devices, helpers::assert_error};
+    use crate::helpers::{ApiClient, TestApp, assert_error};
 
-    async fn post_raw(api: &Devices, content_type: Option<&str>, body: &str) -> reqwest::Response {
-        let mut request =
-            api.app.client.post(api.app.url("/api/v1/devices/register")).header("X-API-Key", &api.key);
+    async fn post_raw(api: &ApiClient, content_type: Option<&str>, body: &str) -> reqwest::Response {
+        let mut request = api.post_body("/api/v1/devices/register", body);
         if let Some(content_type) = content_type {
             request = request.header("Content-Type", content_type);
         }
-        request.body(body.to_owned()).send().await.unwrap()
+        request.await
     }
 
     #[tokio::test]
     async fn malformed_json() {
-        let api = Devices::spawn().await;
+        let app = TestApp::spawn().await;
+        let api = app.client().await;
         let response = post_raw(&api, Some("application/json"), r#"{"device_id": "#).await;
         let body = assert_error(response, StatusCode::BAD_REQUEST, "validation_error").await;
         assert_eq!(body["message"], "Request body is not valid JSON");
@@ -48,7 +50,8 @@ mod bad_requests {
 
     #[tokio::test]
     async fn wrong_or_missing_content_type() {
-        let api = Devices::spawn().await;
+        let app = TestApp::spawn().await;
+        let api = app.client().await;
         let valid =
             r#"{"device_id": "550e8400-e29b-41d4-a716-446655440000", "display_name": "P", "group_id": "g1"}"#;
         for content_type in [None, Some("text/plain"), Some("application/x-www-form-urlencoded")] {
@@ -66,7 +69,8 @@ mod bad_requests {
 
     #[tokio::test]
     async fn wrong_field_types() {
-        let api = Devices::spawn().await;
+        let app = TestApp::spawn().await;
+        let api = app.client().await;
         let response =
             api.register(json!({"device_id": 42, "display_name": "Phone", "group_id": "fam"})).await;
         let body = assert_error(response, StatusCode::BAD_REQUEST, "validation_error").await;
@@ -81,7 +85,8 @@ mod bad_requests {
 
     #[tokio::test]
     async fn missing_fields() {
-        let api = Devices::spawn().await;
+        let app = TestApp::spawn().await;
+        let api = app.client().await;
         let response = api.register(json!({"display_name": "Phone", "group_id": "fam"})).await;
         let body = assert_error(response, StatusCode::BAD_REQUEST, "validation_error").await;
         assert_eq!(body["details"], json!([{"field": "device_id", "message": "is required"}]));
@@ -89,8 +94,9 @@ mod bad_requests {
 
     #[tokio::test]
     async fn bad_path_parameter() {
-        let api = Devices::spawn().await;
-        let response = api.delete("not-a-uuid").await;
+        let app = TestApp::spawn().await;
+        let api = app.client().await;
+        let response = api.deactivate("not-a-uuid").await;
         let body = assert_error(response, StatusCode::BAD_REQUEST, "validation_error").await;
         assert_eq!(body["details"][0]["field"], "device_id");
         assert_eq!(body["details"][0]["message"], "\"not-a-uuid\" is not a valid UUID");
@@ -98,15 +104,17 @@ mod bad_requests {
 
     #[tokio::test]
     async fn bad_query_parameter() {
-        let api = Devices::spawn().await;
-        let response = api.app.get_with_key("/api/v1/devices?group_id=x", &api.key).await;
+        let app = TestApp::spawn().await;
+        let api = app.client().await;
+        let response = api.get("/api/v1/devices?group_id=x").await;
         let body = assert_error(response, StatusCode::BAD_REQUEST, "validation_error").await;
         assert_eq!(body["details"][0]["field"], "group_id");
     }
 
     #[tokio::test]
     async fn oversized_bodies_get_413() {
-        let api = Devices::spawn().await;
+        let app = TestApp::spawn().await;
+        let api = app.client().await;
         let huge = format!(r#"{{"display_name": "{}"}}"#, "x".repeat(1_100_000));
         let response = post_raw(&api, Some("application/json"), &huge).await;
         let body = assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
@@ -120,19 +128,20 @@ mod found_by_fuzzing {
     use serde_json::json;
     use uuid::Uuid;
 
-    use crate::{devices::Devices, helpers::assert_error};
+    use crate::helpers::{TestApp, assert_error};
 
     #[tokio::test]
     async fn nul_characters_are_refused_not_500() {
-        let api = Devices::spawn().await;
+        let app = TestApp::spawn().await;
+        let api = app.client().await;
         let response = api
             .register(json!({"device_id": Uuid::new_v4(), "display_name": "Phone", "group_id": "fam", "fcm_token": "a\u{0}b"}))
             .await;
         let body = assert_error(response, StatusCode::BAD_REQUEST, "validation_error").await;
         assert_eq!(body["details"][0]["field"], "fcm_token");
-        let admin = api.app.create_key(true).await.key;
+        let admin = app.admin_client().await;
         for filter in ["resource_id", "action", "resource_type"] {
-            let response = api.app.get_with_key(&format!("/api/v1/admin/audit?{filter}=%00"), &admin).await;
+            let response = admin.get(&format!("/api/v1/admin/audit?{filter}=%00")).await;
             let body = assert_error(response, StatusCode::BAD_REQUEST, "validation_error").await;
             assert_eq!(body["details"][0]["field"], filter);
         }
@@ -140,7 +149,8 @@ mod found_by_fuzzing {
 
     #[tokio::test]
     async fn fcm_token_length_counts_characters() {
-        let api = Devices::spawn().await;
+        let app = TestApp::spawn().await;
+        let api = app.client().await;
         let token = "é".repeat(4096);
         let response =
             api.register(json!({"device_id": Uuid::new_v4(), "display_name": "Phone", "group_id": "fam", "fcm_token": token})).await;
@@ -149,12 +159,13 @@ mod found_by_fuzzing {
 
     #[tokio::test]
     async fn huge_measurements_say_what_is_wrong() {
-        let api = Devices::spawn().await;
-        let device = api.device().await;
+        let app = TestApp::spawn().await;
+        let api = app.client().await;
+        let device = api.registered_device("fam").await;
         let body = json!({"device_id": device, "timestamp": chrono::Utc::now().timestamp_millis(),
                           "latitude": 1.0, "longitude": 1.0, "accuracy": 1e39});
         let error = assert_error(
-            api.post("/api/v1/locations", &body, None).await,
+            api.post_json("/api/v1/locations", &body).await,
             StatusCode::BAD_REQUEST,
             "validation_error",
         )
@@ -164,16 +175,12 @@ mod found_by_fuzzing {
 
     #[tokio::test]
     async fn cursors_must_be_canonical() {
-        let api = Devices::spawn().await;
-        let admin = api.app.create_key(true).await.key;
+        let app = TestApp::spawn().await;
+        let admin = app.admin_client().await;
         for cursor in ["01", "0", "1234567890123456789", "-5"] {
-            let response =
-                api.app.get_with_key(&format!("/api/v1/admin/audit?cursor={cursor}"), &admin).await;
+            let response = admin.get(&format!("/api/v1/admin/audit?cursor={cursor}")).await;
             assert_error(response, StatusCode::BAD_REQUEST, "validation_error").await;
         }
-        assert_eq!(
-            api.app.get_with_key("/api/v1/admin/audit?cursor=12", &admin).await.status(),
-            StatusCode::OK
-        );
+        assert_eq!(admin.get("/api/v1/admin/audit?cursor=12").await.status(), StatusCode::OK);
     }
 }

@@ -1,20 +1,31 @@
-//! `TestApp::spawn()`: the real server on 127.0.0.1:0 against a fresh database of its own.
+//! The test harness of both test binaries (`tests/api`, the fast lane, and `tests/slow`).
 //!
+//! `TestApp::spawn()` starts the real server on 127.0.0.1:0 against a fresh database of its own.
 //! The PostgreSQL server comes from `DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`). Each test database is a copy of a template
 //! that is migrated once per migration set, so a test costs one `CREATE DATABASE … TEMPLATE`.
 //! Databases are dropped when the `TestApp` is.
+//!
+//! Requests go through one layer, in the manner of crates.io's `RequestHelper`: an [`ApiClient`]
+//! bound to a server and a key (`app.client().await`, `app.admin_client().await`,
+//! `app.client_with_key(&key)`, `app.anonymous()`) builds requests (`get`, `post_json`,
+//! `post_body`, `delete`, `request`) that take `.header(…)` and `.idempotency_key(…)` and are
+//! sent by `.await`; typed fixtures (`register_device`, `registered_device`, `list_group`…) sit
+//! on top. Only what no HTTP client sends goes around it: [`raw_exchange`].
 
-use std::{net::SocketAddr, time::Duration};
+use std::{fmt::Display, future::IntoFuture, net::SocketAddr, pin::Pin, time::Duration};
 
+use chrono::Utc;
 use phone_manager::{
     config::Settings, db, domain::api_keys::ApiKeys, model::IssuedKey, startup::Application,
 };
-use reqwest::{Response, StatusCode};
-use serde_json::Value;
+use reqwest::{Method, Response, StatusCode};
+use serde::Serialize;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 use tokio::{net::TcpListener, sync::OnceCell, task::JoinHandle};
+use uuid::Uuid;
 
 pub const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -135,11 +146,14 @@ pub fn test_settings(database_url: &str) -> Settings {
 }
 
 pub struct TestApp {
-    pub address: String,
+    /// Where the server listens, for [`raw_exchange`] and other raw TCP.
+    pub socket_addr: SocketAddr,
     /// A pool on the test database, for setting up and checking state directly.
     pub pool: PgPool,
-    pub client: reqwest::Client,
     pub db: TestDatabase,
+    /// `http://127.0.0.1:<port>`.
+    base_url: String,
+    http: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -155,37 +169,70 @@ impl TestApp {
         let mut settings = test_settings(&db.url);
         adjust(&mut settings);
         let app = Application::build(settings).await.expect("application builds");
-        let port = app.port();
+        let socket_addr = app.local_addr();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async {
             let _ = rx.await;
         }));
         let pool = PgPool::connect(&db.url).await.expect("test pool");
         Self {
-            address: format!("http://127.0.0.1:{port}"),
+            base_url: format!("http://{socket_addr}"),
+            socket_addr,
             pool,
-            client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
             db,
+            http: http_client(),
             shutdown: Some(tx),
             server: Some(server),
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
-    }
-
-    pub async fn get(&self, path: &str) -> Response {
-        self.client.get(self.url(path)).send().await.expect("request sent")
-    }
-
-    pub async fn get_with_key(&self, path: &str, key: &str) -> Response {
-        self.client.get(self.url(path)).header("X-API-Key", key).send().await.expect("request sent")
-    }
-
     /// Creates an API key directly in the database (the CLI has its own tests).
     pub async fn create_key(&self, admin: bool) -> IssuedKey {
         key_admin(&self.pool).create("test key", admin, None).await.expect("key created")
+    }
+
+    /// A client holding a new standard key.
+    pub async fn client(&self) -> ApiClient {
+        self.client_with_key(&self.create_key(false).await.key)
+    }
+
+    /// A client holding a new admin key.
+    pub async fn admin_client(&self) -> ApiClient {
+        self.client_with_key(&self.create_key(true).await.key)
+    }
+
+    /// A client sending `key` (issued, expired, deactivated or made up) as `X-API-Key`.
+    pub fn client_with_key(&self, key: &str) -> ApiClient {
+        ApiClient::new(self.http.clone(), &self.base_url, Some(key))
+    }
+
+    /// A client sending no key.
+    pub fn anonymous(&self) -> ApiClient {
+        ApiClient::new(self.http.clone(), &self.base_url, None)
+    }
+
+    /// Stored locations of `device`.
+    pub async fn location_count(&self, device: Uuid) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM locations WHERE device_id = $1")
+            .bind(device)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Inserts `count` locations of `device` captured and received `days_old` days ago.
+    pub async fn insert_aged_locations(&self, device: Uuid, days_old: i32, count: i32) {
+        sqlx::query(
+            "INSERT INTO locations (device_id, latitude, longitude, accuracy, captured_at, created_at)
+             SELECT $1, 1, 1, 1, now() - make_interval(days => $2), now() - make_interval(days => $2)
+             FROM generate_series(1, $3)",
+        )
+        .bind(device)
+        .bind(days_old)
+        .bind(count)
+        .execute(&self.pool)
+        .await
+        .unwrap();
     }
 
     /// Asks the server to stop and waits for it, as SIGTERM would.
@@ -201,6 +248,160 @@ impl TestApp {
             None => Ok(()),
         }
     }
+}
+
+/// The HTTP client of every test: redirects are answers to look at, not to follow.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+/// A caller of one server (a [`TestApp`] or a [`ServerProcess`]) holding one API key, or none.
+/// Every request a test sends goes through here, so a header every request needs is added once.
+/// Cheap to clone, and `'static`: concurrent tests move clones into their tasks.
+#[derive(Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    base_url: String,
+    key: Option<String>,
+}
+
+impl ApiClient {
+    /// A client of the server at `base_url` (`http://127.0.0.1:<port>`) that neither a
+    /// [`TestApp`] nor a [`ServerProcess`] runs.
+    pub fn at(base_url: &str, key: Option<&str>) -> Self {
+        Self::new(http_client(), base_url, key)
+    }
+
+    fn new(http: reqwest::Client, base_url: &str, key: Option<&str>) -> Self {
+        Self { http, base_url: base_url.to_owned(), key: key.map(str::to_owned) }
+    }
+
+    /// A request with any method; the key goes along as `X-API-Key`.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let mut inner = self.http.request(method.clone(), format!("{}{path}", self.base_url));
+        if let Some(key) = &self.key {
+            inner = inner.header("X-API-Key", key);
+        }
+        RequestBuilder { inner, label: format!("{method} {path}") }
+    }
+
+    pub fn get(&self, path: &str) -> RequestBuilder {
+        self.request(Method::GET, path)
+    }
+
+    pub fn delete(&self, path: &str) -> RequestBuilder {
+        self.request(Method::DELETE, path)
+    }
+
+    /// POST with `body` serialized as JSON (`Content-Type: application/json`).
+    pub fn post_json(&self, path: &str, body: &impl Serialize) -> RequestBuilder {
+        let RequestBuilder { inner, label } = self.request(Method::POST, path);
+        RequestBuilder { inner: inner.json(body), label }
+    }
+
+    /// POST with `body` sent as is and no `Content-Type` unless `.header` adds one: for bodies
+    /// no serializer writes (NaN, malformed JSON, a reordered or padded document).
+    pub fn post_body(&self, path: &str, body: impl Into<String>) -> RequestBuilder {
+        let RequestBuilder { inner, label } = self.request(Method::POST, path);
+        RequestBuilder { inner: inner.body(body.into()), label }
+    }
+
+    /// `POST /api/v1/devices/register` with `body`.
+    pub fn register(&self, body: Value) -> RequestBuilder {
+        self.post_json("/api/v1/devices/register", &body)
+    }
+
+    /// Registers (or re-registers) a device, asserts 200, and returns the registration answer.
+    pub async fn register_device(&self, device_id: Uuid, display_name: &str, group_id: &str) -> Value {
+        let response = self
+            .register(json!({"device_id": device_id, "display_name": display_name, "group_id": group_id}))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "register {display_name} into {group_id}");
+        json_body(response).await
+    }
+
+    /// A fresh device named "Phone", registered into `group_id`.
+    pub async fn registered_device(&self, group_id: &str) -> Uuid {
+        let device_id = Uuid::new_v4();
+        self.register_device(device_id, "Phone", group_id).await;
+        device_id
+    }
+
+    /// `GET /api/v1/devices?group_id=…`: asserts 200 and returns the listed devices.
+    pub async fn list_group(&self, group_id: &str) -> Vec<Value> {
+        let response = self.get(&format!("/api/v1/devices?group_id={group_id}")).await;
+        assert_eq!(response.status(), StatusCode::OK, "list {group_id}");
+        json_body(response).await["devices"].as_array().expect("a devices array").clone()
+    }
+
+    /// `DELETE /api/v1/devices/{device_id}`: deactivation (anything printable, to send bad ids).
+    pub fn deactivate(&self, device_id: impl Display) -> RequestBuilder {
+        self.delete(&format!("/api/v1/devices/{device_id}"))
+    }
+
+    /// `GET /api/v1/admin/audit{query}` (an admin client's): asserts 200 and returns the page.
+    pub async fn audit_log(&self, query: &str) -> Value {
+        let response = self.get(&format!("/api/v1/admin/audit{query}")).await;
+        assert_eq!(response.status(), StatusCode::OK, "audit log {query}");
+        json_body(response).await
+    }
+}
+
+/// A request on its way: add headers, then `.await` it for the [`Response`] (a request that
+/// gets no response at all fails the test; [`RequestBuilder::send`] returns that error instead).
+#[must_use = "a request is sent only when awaited"]
+pub struct RequestBuilder {
+    inner: reqwest::RequestBuilder,
+    /// "POST /api/v1/locations", for the panic message when no response comes.
+    label: String,
+}
+
+impl RequestBuilder {
+    pub fn header(self, name: &str, value: impl AsRef<str>) -> Self {
+        Self { inner: self.inner.header(name, value.as_ref()), label: self.label }
+    }
+
+    pub fn idempotency_key(self, key: &str) -> Self {
+        self.header("Idempotency-Key", key)
+    }
+
+    /// Sends and returns what reqwest returns, for tests that expect no response at all.
+    pub async fn send(self) -> reqwest::Result<Response> {
+        self.inner.send().await
+    }
+}
+
+impl IntoFuture for RequestBuilder {
+    type Output = Response;
+    type IntoFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let label = self.label.clone();
+            self.send().await.unwrap_or_else(|e| panic!("{label}: no response: {e}"))
+        })
+    }
+}
+
+/// Milliseconds since the epoch now: the unit of a fix's `timestamp`.
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// A valid fix (no device) taken `seconds_ago`.
+pub fn fix(seconds_ago: i64) -> Value {
+    json!({"timestamp": now_ms() - seconds_ago * 1000, "latitude": 48.1374, "longitude": 11.5755, "accuracy": 12.5})
+}
+
+/// A single upload's body (`POST /api/v1/locations`): `fields` (a [`fix`]) for `device`.
+pub fn single(device: Uuid, mut fields: Value) -> Value {
+    fields["device_id"] = json!(device);
+    fields
+}
+
+/// A batch upload's body (`POST /api/v1/locations/batch`): `count` valid fixes for `device`.
+pub fn batch(device: Uuid, count: usize) -> Value {
+    json!({"device_id": device, "locations": (0..count).map(|n| fix(n as i64 + 1)).collect::<Vec<_>>()})
 }
 
 /// Reads a JSON body, failing the test with the raw body when it is not JSON.
@@ -219,6 +420,18 @@ pub async fn assert_error(response: Response, status: StatusCode, code: &str) ->
     assert_eq!(body["error"], code, "error code in {body}");
     assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "message in {body}");
     body
+}
+
+/// Asserts the one answer to a missing, malformed, unknown, inactive or expired key.
+pub async fn assert_unauthorized(response: Response) {
+    let body = assert_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    // Asserted from many places: one snapshot for all of them.
+    insta::allow_duplicates! {
+        insta::assert_compact_json_snapshot!(
+            body,
+            @r#"{"error": "unauthorized", "message": "Invalid or missing API key"}"#
+        );
+    }
 }
 
 /// A TCP forwarder to PostgreSQL that a test can cut and restore, to see how the service
@@ -271,26 +484,24 @@ pub struct ServerProcess {
     /// Held so the process lives as long as this value (`kill_on_drop`).
     _child: tokio::process::Child,
     pub base_url: String,
+    http: reqwest::Client,
 }
 
 impl ServerProcess {
     pub async fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
         let port = free_port().await;
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_phone-manager"));
+        let mut command = binary(database_url);
         command
-            .env("PM__DATABASE__URL", database_url)
             .env("PM__SERVER__PORT", port.to_string())
             // Expected warnings (Redis cut on purpose, 429s) would only clutter test output.
             .env("PM__LOGGING__LEVEL", "error")
-            .env("PM_CONFIG_DIR", "/nonexistent")
             .envs(env.iter().copied())
-            .arg("serve")
-            .kill_on_drop(true);
+            .arg("serve");
         let child = command.spawn().expect("server binary starts");
-        let server = Self { _child: child, base_url: format!("http://127.0.0.1:{port}") };
-        let client = reqwest::Client::new();
+        let server =
+            Self { _child: child, base_url: format!("http://127.0.0.1:{port}"), http: http_client() };
         for _ in 0..200 {
-            if let Ok(response) = client.get(format!("{}/api/health/live", server.base_url)).send().await
+            if let Ok(response) = server.anonymous().get("/api/health/live").send().await
                 && response.status() == StatusCode::OK
             {
                 return server;
@@ -300,8 +511,14 @@ impl ServerProcess {
         panic!("server process did not come up on port {port}");
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base_url)
+    /// A client sending `key` as `X-API-Key`.
+    pub fn client_with_key(&self, key: &str) -> ApiClient {
+        ApiClient::new(self.http.clone(), &self.base_url, Some(key))
+    }
+
+    /// A client sending no key.
+    pub fn anonymous(&self) -> ApiClient {
+        ApiClient::new(self.http.clone(), &self.base_url, None)
     }
 
     /// Sends SIGTERM and waits for a graceful exit; returns whether it exited successfully.
@@ -325,6 +542,18 @@ impl ServerProcess {
     }
 }
 
+/// The `phone-manager` binary against `database_url`, with no configuration files and only
+/// warnings logged (killed when dropped). Add arguments and `PM__…` variables to taste.
+pub fn binary(database_url: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_phone-manager"));
+    command
+        .env("PM__DATABASE__URL", database_url)
+        .env("PM__LOGGING__LEVEL", "warn")
+        .env("PM_CONFIG_DIR", "/nonexistent")
+        .kill_on_drop(true);
+    command
+}
+
 /// A new API key in the database at `database_url` (for tests that run a [`ServerProcess`]).
 pub async fn key_for(database_url: &str, admin: bool) -> String {
     let pool = PgPool::connect(database_url).await.unwrap();
@@ -344,7 +573,7 @@ pub async fn free_port() -> u16 {
 
 /// Sends raw bytes over a fresh connection and returns what the server answers until it closes
 /// the connection or `wait` passes. For requests no HTTP client will send (a body that stalls).
-pub async fn raw_exchange(address: &str, request: &[u8], wait: Duration) -> String {
+pub async fn raw_exchange(address: SocketAddr, request: &[u8], wait: Duration) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
     stream.write_all(request).await.expect("write");

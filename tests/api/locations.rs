@@ -1,80 +1,25 @@
-use chrono::{Duration, Utc};
 use phone_manager::jobs::Job;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{
-    devices::Devices,
-    helpers::{ServerProcess, TestApp, TestDatabase, assert_error, json_body, key_for},
-};
-
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
-}
-
-/// A valid fix taken `seconds_ago`.
-fn fix(seconds_ago: i64) -> Value {
-    json!({"timestamp": now_ms() - seconds_ago * 1000, "latitude": 48.1374, "longitude": 11.5755, "accuracy": 12.5})
-}
-
-fn single(device: Uuid, mut fields: Value) -> Value {
-    fields["device_id"] = json!(device);
-    fields
-}
-
-fn batch(device: Uuid, count: usize) -> Value {
-    json!({"device_id": device, "locations": (0..count).map(|n| fix(n as i64 + 1)).collect::<Vec<_>>()})
-}
-
-impl Devices {
-    pub async fn post(&self, path: &str, body: &Value, idempotency_key: Option<&str>) -> reqwest::Response {
-        self.post_as(&self.key, path, body, idempotency_key).await
-    }
-
-    pub async fn post_as(
-        &self,
-        key: &str,
-        path: &str,
-        body: &Value,
-        idem: Option<&str>,
-    ) -> reqwest::Response {
-        let mut request = self.app.client.post(self.app.url(path)).header("X-API-Key", key).json(body);
-        if let Some(idem) = idem {
-            request = request.header("Idempotency-Key", idem);
-        }
-        request.send().await.unwrap()
-    }
-
-    pub async fn location_count(&self, device: Uuid) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM locations WHERE device_id = $1")
-            .bind(device)
-            .fetch_one(&self.app.pool)
-            .await
-            .unwrap()
-    }
-
-    /// A fresh registered device in group "fam".
-    pub async fn device(&self) -> Uuid {
-        let id = Uuid::new_v4();
-        self.register_ok(id, "Phone", "fam").await;
-        id
-    }
-}
+use crate::helpers::{TestApp, assert_error, batch, fix, json_body, now_ms, single};
 
 #[tokio::test]
 async fn a_single_fix_is_stored_with_every_field() {
-    let api = Devices::spawn().await;
-    let device = api.device().await;
+    let app = TestApp::spawn().await;
+    let api = app.client().await;
+    let device = api.registered_device("fam").await;
     let taken = now_ms() - 5_000;
     let body = json!({
         "device_id": device, "timestamp": taken, "latitude": -33.8688, "longitude": 151.2093,
         "accuracy": 4.5, "altitude": 58.25, "bearing": 359.5, "speed": 2.75, "provider": "gps",
         "battery_level": 77, "network_type": "wifi"
     });
-    let response = api.post("/api/v1/locations", &body, None).await;
+    let response = api.post_json("/api/v1/locations", &body).await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(json_body(response).await, json!({"success": true, "processed_count": 1}));
+    let body = json_body(response).await;
+    insta::assert_compact_json_snapshot!(body, @r#"{"processed_count": 1, "success": true}"#);
 
     #[derive(sqlx::FromRow)]
     struct Stored {
@@ -97,7 +42,7 @@ async fn a_single_fix_is_stored_with_every_field() {
          FROM locations WHERE device_id = $1",
     )
     .bind(device)
-    .fetch_one(&api.app.pool)
+    .fetch_one(&app.pool)
     .await
     .unwrap();
     assert_eq!(row.latitude, -33.8688);
@@ -115,29 +60,34 @@ async fn a_single_fix_is_stored_with_every_field() {
 
 #[tokio::test]
 async fn unknown_and_deactivated_devices_get_404() {
-    let api = Devices::spawn().await;
+    let app = TestApp::spawn().await;
+    let api = app.client().await;
     for path in ["/api/v1/locations", "/api/v1/locations/batch"] {
         let body =
             if path.ends_with("batch") { batch(Uuid::new_v4(), 2) } else { single(Uuid::new_v4(), fix(1)) };
-        let body = assert_error(api.post(path, &body, None).await, StatusCode::NOT_FOUND, "not_found").await;
-        assert_eq!(
-            body,
-            json!({"error": "not_found", "message": "Device not found. Please register first."})
-        );
+        let body = assert_error(api.post_json(path, &body).await, StatusCode::NOT_FOUND, "not_found").await;
+        // Both paths give the one answer.
+        insta::allow_duplicates! {
+            insta::assert_compact_json_snapshot!(
+                body,
+                @r#"{"error": "not_found", "message": "Device not found. Please register first."}"#
+            );
+        }
     }
-    let device = api.device().await;
-    api.delete(&device.to_string()).await;
-    let response = api.post("/api/v1/locations", &single(device, fix(1)), None).await;
+    let device = api.registered_device("fam").await;
+    api.deactivate(device).await;
+    let response = api.post_json("/api/v1/locations", &single(device, fix(1))).await;
     assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
-    let response = api.post("/api/v1/locations/batch", &batch(device, 3), None).await;
+    let response = api.post_json("/api/v1/locations/batch", &batch(device, 3)).await;
     assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
-    assert_eq!(api.location_count(device).await, 0);
+    assert_eq!(app.location_count(device).await, 0);
 }
 
 #[tokio::test]
 async fn every_rule_at_and_beyond_its_bounds() {
-    let api = Devices::spawn().await;
-    let device = api.device().await;
+    let app = TestApp::spawn().await;
+    let api = app.client().await;
+    let device = api.registered_device("fam").await;
     let with = |field: &str, value: Value| {
         let mut body = single(device, fix(1));
         body[field] = value;
@@ -162,7 +112,7 @@ async fn every_rule_at_and_beyond_its_bounds() {
         with("timestamp", json!(now - 7 * 86_400_000 + 60_000)),
     ];
     for body in &accepted {
-        let response = api.post("/api/v1/locations", body, None).await;
+        let response = api.post_json("/api/v1/locations", body).await;
         assert_eq!(response.status(), StatusCode::OK, "{body}");
     }
     let rejected = [
@@ -191,7 +141,7 @@ async fn every_rule_at_and_beyond_its_bounds() {
     ];
     for (field, body, message) in &rejected {
         let error = assert_error(
-            api.post("/api/v1/locations", body, None).await,
+            api.post_json("/api/v1/locations", body).await,
             StatusCode::BAD_REQUEST,
             "validation_error",
         )
@@ -203,7 +153,7 @@ async fn every_rule_at_and_beyond_its_bounds() {
         }
     }
     assert_eq!(
-        api.location_count(device).await,
+        app.location_count(device).await,
         accepted.len() as i64,
         "nothing stored from rejected requests"
     );
@@ -211,8 +161,9 @@ async fn every_rule_at_and_beyond_its_bounds() {
 
 #[tokio::test]
 async fn non_numbers_nan_and_wrong_types_are_400() {
-    let api = Devices::spawn().await;
-    let device = api.device().await;
+    let app = TestApp::spawn().await;
+    let api = app.client().await;
+    let device = api.registered_device("fam").await;
     for raw in [
         format!(
             r#"{{"device_id":"{device}","timestamp":{},"latitude":NaN,"longitude":1,"accuracy":1}}"#,
@@ -230,47 +181,43 @@ async fn non_numbers_nan_and_wrong_types_are_400() {
             now_ms()
         ),
     ] {
-        let response = api
-            .app
-            .client
-            .post(api.app.url("/api/v1/locations"))
-            .header("X-API-Key", &api.key)
-            .header("Content-Type", "application/json")
-            .body(raw.clone())
-            .send()
-            .await
-            .unwrap();
+        let response =
+            api.post_body("/api/v1/locations", raw.clone()).header("Content-Type", "application/json").await;
         assert_error(response, StatusCode::BAD_REQUEST, "validation_error").await;
     }
     let missing = json!({"device_id": device, "latitude": 1.0, "longitude": 1.0});
     let error = assert_error(
-        api.post("/api/v1/locations", &missing, None).await,
+        api.post_json("/api/v1/locations", &missing).await,
         StatusCode::BAD_REQUEST,
         "validation_error",
     )
     .await;
     assert_eq!(error["details"][0]["field"], "timestamp");
-    assert_eq!(api.location_count(device).await, 0);
+    assert_eq!(app.location_count(device).await, 0);
 }
 
 #[tokio::test]
 async fn batches_of_one_and_of_the_maximum_are_stored() {
-    let api = Devices::spawn().await;
-    let device = api.device().await;
-    let response = api.post("/api/v1/locations/batch", &batch(device, 1), None).await;
-    assert_eq!(json_body(response).await, json!({"success": true, "processed_count": 1}));
-    let response = api.post("/api/v1/locations/batch", &batch(device, 50), None).await;
-    assert_eq!(json_body(response).await, json!({"success": true, "processed_count": 50}));
-    assert_eq!(api.location_count(device).await, 51);
+    let app = TestApp::spawn().await;
+    let api = app.client().await;
+    let device = api.registered_device("fam").await;
+    let response = api.post_json("/api/v1/locations/batch", &batch(device, 1)).await;
+    let body = json_body(response).await;
+    insta::assert_compact_json_snapshot!(body, @r#"{"processed_count": 1, "success": true}"#);
+    let response = api.post_json("/api/v1/locations/batch", &batch(device, 50)).await;
+    let body = json_body(response).await;
+    insta::assert_compact_json_snapshot!(body, @r#"{"processed_count": 50, "success": true}"#);
+    assert_eq!(app.location_count(device).await, 51);
 }
 
 #[tokio::test]
 async fn empty_and_oversized_batches_are_400() {
-    let api = Devices::spawn().await;
-    let device = api.device().await;
+    let app = TestApp::spawn().await;
+    let api = app.client().await;
+    let device = api.registered_device("fam").await;
     for count in [0, 51] {
         let error = assert_error(
-            api.post("/api/v1/locations/batch", &batch(device, count), None).await,
+            api.post_json("/api/v1/locations/batch", &batch(device, count)).await,
             StatusCode::BAD_REQUEST,
             "validation_error",
         )
@@ -280,19 +227,20 @@ async fn empty_and_oversized_batches_are_400() {
             json!([{"field": "locations", "message": "must hold 1 to 50 locations"}])
         );
     }
-    assert_eq!(api.location_count(device).await, 0);
+    assert_eq!(app.location_count(device).await, 0);
 }
 
 #[tokio::test]
 async fn one_bad_fix_rejects_the_whole_batch_with_every_problem_listed() {
-    let api = Devices::spawn().await;
-    let device = api.device().await;
+    let app = TestApp::spawn().await;
+    let api = app.client().await;
+    let device = api.registered_device("fam").await;
     let mut body = batch(device, 50);
     body["locations"][3]["latitude"] = json!(91.0);
     body["locations"][17]["battery_level"] = json!(140);
     body["locations"][17]["accuracy"] = json!(-1.0);
     let error = assert_error(
-        api.post("/api/v1/locations/batch", &body, None).await,
+        api.post_json("/api/v1/locations/batch", &body).await,
         StatusCode::BAD_REQUEST,
         "validation_error",
     )
@@ -301,13 +249,13 @@ async fn one_bad_fix_rejects_the_whole_batch_with_every_problem_listed() {
         error["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["locations[17].accuracy", "locations[17].battery_level", "locations[3].latitude"]);
     assert_eq!(error["details"][2]["message"], "Latitude must be between -90 and 90");
-    assert_eq!(api.location_count(device).await, 0, "nothing stored from a rejected batch");
+    assert_eq!(app.location_count(device).await, 0, "nothing stored from a rejected batch");
 
     // A wrong type deep in the batch names its path too.
     let mut body = batch(device, 5);
     body["locations"][4]["longitude"] = json!("east");
     let error = assert_error(
-        api.post("/api/v1/locations/batch", &body, None).await,
+        api.post_json("/api/v1/locations/batch", &body).await,
         StatusCode::BAD_REQUEST,
         "validation_error",
     )
@@ -318,11 +266,10 @@ async fn one_bad_fix_rejects_the_whole_batch_with_every_problem_listed() {
 #[tokio::test]
 async fn a_batch_over_the_body_limit_is_413() {
     let app = TestApp::spawn_with(|s| s.limits.max_body_bytes = 4096).await;
-    let key = app.create_key(false).await.key;
-    let api = Devices { app, key };
-    let device = api.device().await;
+    let api = app.client().await;
+    let device = api.registered_device("fam").await;
     let error = assert_error(
-        api.post("/api/v1/locations/batch", &batch(device, 50), None).await,
+        api.post_json("/api/v1/locations/batch", &batch(device, 50)).await,
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",
     )
@@ -332,42 +279,47 @@ async fn a_batch_over_the_body_limit_is_413() {
 
 #[tokio::test]
 async fn idempotent_retries_replay_the_first_answer() {
-    let api = Devices::spawn().await;
-    let device = api.device().await;
+    let app = TestApp::spawn().await;
+    let api = app.client().await;
+    let device = api.registered_device("fam").await;
     for (path, body, count) in
         [("/api/v1/locations", single(device, fix(1)), 1), ("/api/v1/locations/batch", batch(device, 25), 25)]
     {
         let key = Uuid::new_v4().to_string();
-        let before = api.location_count(device).await;
-        let first = api.post(path, &body, Some(&key)).await;
+        let before = app.location_count(device).await;
+        let first = api.post_json(path, &body).idempotency_key(&key).await;
         assert_eq!(first.status(), StatusCode::OK);
         assert!(first.headers().get("idempotent-replayed").is_none());
         let first = json_body(first).await;
         for _ in 0..3 {
-            let again = api.post(path, &body, Some(&key)).await;
+            let again = api.post_json(path, &body).idempotency_key(&key).await;
             assert_eq!(again.status(), StatusCode::OK);
             assert_eq!(again.headers()["idempotent-replayed"], "true");
             assert_eq!(json_body(again).await, first, "same body");
         }
-        assert_eq!(api.location_count(device).await, before + count, "one set of rows for {path}");
+        assert_eq!(app.location_count(device).await, before + count, "one set of rows for {path}");
     }
 }
 
 #[tokio::test]
 async fn reusing_a_key_for_another_request_is_422() {
-    let api = Devices::spawn().await;
-    let device = api.device().await;
+    let app = TestApp::spawn().await;
+    let api = app.client().await;
+    let device = api.registered_device("fam").await;
     let body = single(device, fix(1));
-    assert_eq!(api.post("/api/v1/locations", &body, Some("key-1")).await.status(), StatusCode::OK);
+    assert_eq!(
+        api.post_json("/api/v1/locations", &body).idempotency_key("key-1").await.status(),
+        StatusCode::OK
+    );
     let other = single(device, fix(2));
     let error = assert_error(
-        api.post("/api/v1/locations", &other, Some("key-1")).await,
+        api.post_json("/api/v1/locations", &other).idempotency_key("key-1").await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "idempotency_key_reused",
     )
     .await;
     assert!(error["message"].as_str().unwrap().contains("different request"));
-    assert_eq!(api.location_count(device).await, 1);
+    assert_eq!(app.location_count(device).await, 1);
 
     // Formatting differences are not a different request: same fields, other key order.
     let reordered = format!(
@@ -375,55 +327,55 @@ async fn reusing_a_key_for_another_request_is_422() {
         body["accuracy"], body["longitude"], body["latitude"], body["timestamp"]
     );
     let response = api
-        .app
-        .client
-        .post(api.app.url("/api/v1/locations"))
-        .header("X-API-Key", &api.key)
-        .header("Idempotency-Key", "key-1")
+        .post_body("/api/v1/locations", reordered)
+        .idempotency_key("key-1")
         .header("Content-Type", "application/json")
-        .body(reordered)
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["idempotent-replayed"], "true");
 }
 
 #[tokio::test]
 async fn keys_are_scoped_to_the_api_key() {
-    let api = Devices::spawn().await;
-    let device = api.device().await;
-    let other_key = api.app.create_key(false).await.key;
+    let app = TestApp::spawn().await;
+    let api = app.client().await;
+    let device = api.registered_device("fam").await;
+    let other = app.client().await;
     let body = single(device, fix(1));
-    assert_eq!(api.post("/api/v1/locations", &body, Some("shared")).await.status(), StatusCode::OK);
-    let response = api.post_as(&other_key, "/api/v1/locations", &body, Some("shared")).await;
+    assert_eq!(
+        api.post_json("/api/v1/locations", &body).idempotency_key("shared").await.status(),
+        StatusCode::OK
+    );
+    let response = other.post_json("/api/v1/locations", &body).idempotency_key("shared").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers().get("idempotent-replayed").is_none(), "another API key: a new request");
-    assert_eq!(api.location_count(device).await, 2);
+    assert_eq!(app.location_count(device).await, 2);
 }
 
 #[tokio::test]
 async fn a_failed_request_does_not_burn_its_key() {
-    let api = Devices::spawn().await;
+    let app = TestApp::spawn().await;
+    let api = app.client().await;
     let device = Uuid::new_v4();
     let body = single(device, fix(1));
-    let response = api.post("/api/v1/locations", &body, Some("retry-me")).await;
+    let response = api.post_json("/api/v1/locations", &body).idempotency_key("retry-me").await;
     assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
-    api.register_ok(device, "Late phone", "fam").await;
-    let response = api.post("/api/v1/locations", &body, Some("retry-me")).await;
+    api.register_device(device, "Late phone", "fam").await;
+    let response = api.post_json("/api/v1/locations", &body).idempotency_key("retry-me").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers().get("idempotent-replayed").is_none());
-    assert_eq!(api.location_count(device).await, 1);
+    assert_eq!(app.location_count(device).await, 1);
 }
 
 #[tokio::test]
 async fn malformed_idempotency_keys_are_400() {
-    let api = Devices::spawn().await;
-    let device = api.device().await;
+    let app = TestApp::spawn().await;
+    let api = app.client().await;
+    let device = api.registered_device("fam").await;
     let long = "k".repeat(256);
     for key in ["", long.as_str(), "with space"] {
         let error = assert_error(
-            api.post("/api/v1/locations", &single(device, fix(1)), Some(key)).await,
+            api.post_json("/api/v1/locations", &single(device, fix(1))).idempotency_key(key).await,
             StatusCode::BAD_REQUEST,
             "validation_error",
         )
@@ -435,33 +387,18 @@ async fn malformed_idempotency_keys_are_400() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_duplicates_insert_once() {
     let app = TestApp::spawn_with(|s| s.database.max_connections = 10).await;
-    let key = app.create_key(false).await.key;
-    let api = Devices { app, key };
-    let device = api.device().await;
+    let api = app.client().await;
+    let device = api.registered_device("fam").await;
     let body = batch(device, 20);
     for round in 0..5 {
         let idem = format!("dup-{round}");
         let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(10));
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..10 {
-            let (client, url, key, body, idem, barrier) = (
-                api.app.client.clone(),
-                api.app.url("/api/v1/locations/batch"),
-                api.key.clone(),
-                body.clone(),
-                idem.clone(),
-                barrier.clone(),
-            );
+            let (api, body, idem, barrier) = (api.clone(), body.clone(), idem.clone(), barrier.clone());
             tasks.spawn(async move {
                 barrier.wait().await;
-                let response = client
-                    .post(url)
-                    .header("X-API-Key", key)
-                    .header("Idempotency-Key", idem)
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
+                let response = api.post_json("/api/v1/locations/batch", &body).idempotency_key(&idem).await;
                 (response.status(), response.json::<Value>().await.unwrap())
             });
         }
@@ -470,23 +407,24 @@ async fn concurrent_duplicates_insert_once() {
             assert_eq!(status, StatusCode::OK, "{body}");
             assert_eq!(body, json!({"success": true, "processed_count": 20}));
         }
-        assert_eq!(api.location_count(device).await, 20 * (round + 1), "round {round}: one insert");
+        assert_eq!(app.location_count(device).await, 20 * (round + 1), "round {round}: one insert");
     }
 }
 
 #[tokio::test]
 async fn the_group_listing_shows_the_newest_fix_by_capture_time() {
-    let api = Devices::spawn().await;
-    let (walker, idle) = (api.device().await, api.device().await);
-    api.register_ok(idle, "Idle phone", "fam").await;
+    let app = TestApp::spawn().await;
+    let api = app.client().await;
+    let (walker, idle) = (api.registered_device("fam").await, api.registered_device("fam").await);
+    api.register_device(idle, "Idle phone", "fam").await;
     // Uploaded in this order: the newest capture (10 s ago) arrives before an older one (1 h ago).
     let newest = json!({"timestamp": now_ms() - 10_000, "latitude": 1.5, "longitude": 2.5, "accuracy": 3.5});
     let older =
         json!({"timestamp": now_ms() - 3_600_000, "latitude": -1.0, "longitude": -2.0, "accuracy": 9.0});
-    api.post("/api/v1/locations", &single(walker, newest.clone()), None).await;
-    api.post("/api/v1/locations", &single(walker, older), None).await;
+    api.post_json("/api/v1/locations", &single(walker, newest.clone())).await;
+    api.post_json("/api/v1/locations", &single(walker, older)).await;
 
-    let devices = api.list("fam").await;
+    let devices = api.list_group("fam").await;
     let walking = devices.iter().find(|d| d["device_id"] == walker.to_string()).unwrap();
     let last = &walking["last_location"];
     assert_eq!(last["latitude"], 1.5);
@@ -498,132 +436,40 @@ async fn the_group_listing_shows_the_newest_fix_by_capture_time() {
     assert!(idle["last_location"].is_null(), "null when a device has no fix");
 }
 
-#[tokio::test]
-async fn uploads_mark_the_device_seen_without_touching_updated_at() {
-    let api = Devices::spawn().await;
-    let device = api.device().await;
-    sqlx::query("UPDATE devices SET last_seen_at = now() - interval '1 day' WHERE device_id = $1")
-        .bind(device)
-        .execute(&api.app.pool)
-        .await
-        .unwrap();
-    let updated_before: chrono::DateTime<Utc> =
-        sqlx::query_scalar("SELECT updated_at FROM devices WHERE device_id = $1")
-            .bind(device)
-            .fetch_one(&api.app.pool)
-            .await
-            .unwrap();
-    api.post("/api/v1/locations", &single(device, fix(1)), None).await;
-    let mut seen = None;
-    // Written by the next flush (once a second).
-    for _ in 0..250 {
-        let at: chrono::DateTime<Utc> =
-            sqlx::query_scalar("SELECT last_seen_at FROM devices WHERE device_id = $1")
-                .bind(device)
-                .fetch_one(&api.app.pool)
-                .await
-                .unwrap();
-        if Utc::now() - at < Duration::seconds(30) {
-            seen = Some(at);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(seen.is_some(), "last_seen_at moves after an upload");
-    let updated_after: chrono::DateTime<Utc> =
-        sqlx::query_scalar("SELECT updated_at FROM devices WHERE device_id = $1")
-            .bind(device)
-            .fetch_one(&api.app.pool)
-            .await
-            .unwrap();
-    assert_eq!(updated_before, updated_after, "activity is not a registration change");
-}
-
 mod jobs {
     use super::*;
-
-    async fn insert_aged(app: &TestApp, device: Uuid, days_old: i32, count: i32) {
-        sqlx::query(
-            "INSERT INTO locations (device_id, latitude, longitude, accuracy, captured_at, created_at)
-             SELECT $1, 1, 1, 1, now() - make_interval(days => $2), now() - make_interval(days => $2)
-             FROM generate_series(1, $3)",
-        )
-        .bind(device)
-        .bind(days_old)
-        .bind(count)
-        .execute(&app.pool)
-        .await
-        .unwrap();
-    }
+    use crate::helpers::test_settings;
 
     #[tokio::test]
     async fn retention_deletes_only_old_rows_in_batches() {
-        let api = Devices::spawn().await;
-        let device = api.device().await;
-        insert_aged(&api.app, device, 31, 25).await;
-        insert_aged(&api.app, device, 29, 7).await;
-        let mut settings = crate::helpers::test_settings(&api.app.db.url);
+        let app = TestApp::spawn().await;
+        let api = app.client().await;
+        let device = api.registered_device("fam").await;
+        app.insert_aged_locations(device, 31, 25).await;
+        app.insert_aged_locations(device, 29, 7).await;
+        let mut settings = test_settings(&app.db.url);
         settings.jobs.delete_batch_size = 10; // forces three batches
-        let deleted = Job::LocationRetention.run_once(&api.app.pool, &settings).await.unwrap();
+        let deleted = Job::LocationRetention.run_once(&app.pool, &settings).await.unwrap();
         assert_eq!(deleted, 25);
-        assert_eq!(api.location_count(device).await, 7, "rows inside the retention period stay");
-    }
-
-    #[tokio::test]
-    async fn the_scheduler_runs_jobs_on_their_interval() {
-        let app = TestApp::spawn_with(|s| {
-            s.jobs.location_retention_interval_secs = 1;
-            s.jobs.group_stats_refresh_interval_secs = 1;
-            s.jobs.idempotency_cleanup_interval_secs = 1;
-            s.limits.location_retention_days = 30;
-        })
-        .await;
-        let key = app.create_key(false).await.key;
-        let api = Devices { app, key };
-        let device = api.device().await;
-        insert_aged(&api.app, device, 40, 5).await;
-        assert_eq!(
-            api.post("/api/v1/locations", &single(device, fix(1)), Some("old")).await.status(),
-            StatusCode::OK
-        );
-        sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '2 days', expires_at = now() - interval '1 day'")
-            .execute(&api.app.pool)
-            .await
-            .unwrap();
-
-        let mut done = false;
-        for _ in 0..60 {
-            let (locations, keys, groups): (i64, i64, i64) = sqlx::query_as(
-                "SELECT (SELECT count(*) FROM locations), (SELECT count(*) FROM idempotency_keys),
-                        (SELECT count(*) FROM group_member_counts WHERE group_id = 'fam' AND active_count = 1)",
-            )
-            .fetch_one(&api.app.pool)
-            .await
-            .unwrap();
-            if (locations, keys, groups) == (1, 0, 1) {
-                done = true;
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        assert!(done, "retention, idempotency expiry and the view refresh all ran");
+        assert_eq!(app.location_count(device).await, 7, "rows inside the retention period stay");
     }
 
     #[tokio::test]
     async fn the_group_stats_view_refreshes() {
-        let api = Devices::spawn().await;
+        let app = TestApp::spawn().await;
+        let api = app.client().await;
         for n in 0..3 {
-            api.register_ok(Uuid::new_v4(), &format!("P{n}"), "stats").await;
+            api.register_device(Uuid::new_v4(), &format!("P{n}"), "stats").await;
         }
-        let gone = api.device().await;
-        api.delete(&gone.to_string()).await;
-        let settings = crate::helpers::test_settings(&api.app.db.url);
-        let groups = Job::GroupStatsRefresh.run_once(&api.app.pool, &settings).await.unwrap();
+        let gone = api.registered_device("fam").await;
+        api.deactivate(gone).await;
+        let settings = test_settings(&app.db.url);
+        let groups = Job::GroupStatsRefresh.run_once(&app.pool, &settings).await.unwrap();
         assert_eq!(groups, 2);
         let counts: Vec<(String, i64, i64)> = sqlx::query_as(
             "SELECT group_id, active_count, total_count FROM group_member_counts ORDER BY group_id",
         )
-        .fetch_all(&api.app.pool)
+        .fetch_all(&app.pool)
         .await
         .unwrap();
         assert_eq!(counts, [("fam".to_owned(), 0, 1), ("stats".to_owned(), 3, 3)]);
@@ -631,94 +477,24 @@ mod jobs {
 
     #[tokio::test]
     async fn idempotency_expiry_keeps_live_keys() {
-        let api = Devices::spawn().await;
-        let device = api.device().await;
+        let app = TestApp::spawn().await;
+        let api = app.client().await;
+        let device = api.registered_device("fam").await;
         for key in ["a", "b", "c"] {
             let mut body = single(device, fix(1));
             body["latitude"] = json!(key.len());
-            api.post("/api/v1/locations", &body, Some(key)).await;
+            api.post_json("/api/v1/locations", &body).idempotency_key(key).await;
         }
         sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '2 days', expires_at = now() - interval '1 day' WHERE id IN (SELECT id FROM idempotency_keys ORDER BY id LIMIT 2)")
-            .execute(&api.app.pool)
+            .execute(&app.pool)
             .await
             .unwrap();
-        let settings = crate::helpers::test_settings(&api.app.db.url);
-        assert_eq!(Job::IdempotencyExpiry.run_once(&api.app.pool, &settings).await.unwrap(), 2);
-        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
-            .fetch_one(&api.app.pool)
-            .await
-            .unwrap();
+        let settings = test_settings(&app.db.url);
+        assert_eq!(Job::IdempotencyExpiry.run_once(&app.pool, &settings).await.unwrap(), 2);
+        let left: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM idempotency_keys").fetch_one(&app.pool).await.unwrap();
         assert_eq!(left, 1);
     }
-}
-
-/// Concurrent uploads without an Idempotency-Key share statements (group commit), yet each
-/// request gets its own answer and exactly its own rows: a server process of its own with one
-/// writer, so its metrics see only this traffic.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_uploads_share_statements_and_keep_their_own_answers() {
-    let db = TestDatabase::create().await;
-    let env = [("PM__INGEST__WRITERS", "1"), ("PM__SECURITY__RATE_LIMIT_PER_MINUTE", "100000")];
-    let server = ServerProcess::start(&db.url, &env).await;
-    let key = key_for(&db.url, false).await;
-    let client = reqwest::Client::new();
-    let post =
-        |path: &str, body: Value| client.post(server.url(path)).header("X-API-Key", &key).json(&body).send();
-    let registered: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
-    for (n, device) in registered.iter().enumerate() {
-        let body = json!({"device_id": device, "display_name": format!("Phone {n}"), "group_id": "shared"});
-        assert_eq!(post("/api/v1/devices/register", body).await.unwrap().status(), StatusCode::OK);
-    }
-    let deactivated = registered[3];
-    let response =
-        client.delete(server.url(&format!("/api/v1/devices/{deactivated}"))).header("X-API-Key", &key).send();
-    assert_eq!(response.await.unwrap().status(), StatusCode::NO_CONTENT);
-    let unknown = Uuid::new_v4();
-    let targets = [registered[0], registered[1], registered[2], deactivated, unknown];
-
-    // 300 single uploads and 50 batches of 3, all at once, spread over the five devices.
-    let requests = (0..350).map(|n| {
-        let device = targets[n % targets.len()];
-        let (path, body) = if n < 300 {
-            ("/api/v1/locations", single(device, fix(n as i64)))
-        } else {
-            ("/api/v1/locations/batch", batch(device, 3))
-        };
-        let post = &post;
-        async move { (device, path, post(path, body).await.unwrap().status()) }
-    });
-    let answers = futures_util::future::join_all(requests).await;
-    for (device, path, status) in &answers {
-        let expected = if *device == deactivated || *device == unknown { 404 } else { 200 };
-        assert_eq!(status.as_u16(), expected, "{path} for {device}");
-    }
-
-    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    for device in targets {
-        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM locations WHERE device_id = $1")
-            .bind(device)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        let singles = (0..300).filter(|n| targets[n % 5] == device).count() as i64;
-        let batches = (300..350).filter(|n| targets[n % 5] == device).count() as i64;
-        let expected = if device == deactivated || device == unknown { 0 } else { singles + 3 * batches };
-        assert_eq!(stored, expected, "rows of {device}");
-    }
-
-    let metrics = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    let value = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("{name} in {metrics}"))
-    };
-    let (statements, requests) =
-        (value("ingest_statement_requests_count"), value("ingest_statement_requests_sum"));
-    assert_eq!(requests, 350.0, "every upload went through exactly one statement");
-    assert!(statements < 350.0, "uploads shared statements: {statements} statements for 350 uploads");
-    eprintln!("350 concurrent uploads: {statements} statements, {:.1} uploads each", requests / statements);
-    pool.close().await;
 }
 
 /// When a shared statement fails for one upload's sake, every other upload in it is retried
@@ -726,16 +502,17 @@ async fn concurrent_uploads_share_statements_and_keep_their_own_answers() {
 /// refuses one latitude, as a race with a deleted device or a schema rule would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failing_upload_never_fails_the_others_in_its_statement() {
-    let api = Devices::spawn_with(|s| {
+    let app = TestApp::spawn_with(|s| {
         s.ingest.writers = 1;
         s.security.rate_limit_per_minute = 100_000;
     })
     .await;
+    let api = app.client().await;
     sqlx::query("ALTER TABLE locations ADD CONSTRAINT test_refuses CHECK (latitude <> 12.345)")
-        .execute(&api.app.pool)
+        .execute(&app.pool)
         .await
         .unwrap();
-    let device = api.device().await;
+    let device = api.registered_device("fam").await;
     let api = &api;
     let bodies = (0..60).map(|n| {
         let latitude = if n % 20 == 7 { 12.345 } else { 48.0 };
@@ -743,7 +520,7 @@ async fn a_failing_upload_never_fails_the_others_in_its_statement() {
                "accuracy": 5.0})
     });
     let answers = futures_util::future::join_all(bodies.map(|body| async move {
-        (body["latitude"] == 12.345, api.post("/api/v1/locations", &body, None).await)
+        (body["latitude"] == 12.345, api.post_json("/api/v1/locations", &body).await)
     }))
     .await;
     for (refused, response) in answers {
@@ -753,5 +530,5 @@ async fn a_failing_upload_never_fails_the_others_in_its_statement() {
             assert_eq!(response.status(), StatusCode::OK);
         }
     }
-    assert_eq!(api.location_count(device).await, 57, "every upload but the three refused ones");
+    assert_eq!(app.location_count(device).await, 57, "every upload but the three refused ones");
 }

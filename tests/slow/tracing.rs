@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::{ServerProcess, TestDatabase};
+use crate::helpers::{ServerProcess, TestDatabase, key_admin};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
@@ -27,32 +27,21 @@ async fn a_batch_upload_exports_one_trace_with_http_and_sql_spans() {
     ];
     let server = ServerProcess::start(&db.url, &env).await;
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    let key = crate::helpers::key_admin(&pool).create("traced", false, None).await.unwrap().key;
-    let client = reqwest::Client::new();
+    let key = key_admin(&pool).create("traced", false, None).await.unwrap().key;
+    let api = server.client_with_key(&key);
     let device = Uuid::new_v4();
-    let response = client
-        .post(server.url("/api/v1/devices/register"))
-        .header("X-API-Key", &key)
-        .json(&json!({"device_id": device, "display_name": "Traced", "group_id": "otel"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    api.register_device(device, "Traced", "otel").await;
 
     let now = chrono::Utc::now().timestamp_millis();
     let batch = json!({"device_id": device, "locations": [
         {"timestamp": now - 2000, "latitude": 1.0, "longitude": 2.0, "accuracy": 3.0},
         {"timestamp": now - 1000, "latitude": 1.5, "longitude": 2.5, "accuracy": 3.0}
     ]});
-    let response = client
-        .post(server.url("/api/v1/locations/batch"))
-        .header("X-API-Key", &key)
-        .header("Idempotency-Key", "trace-me")
+    let response = api
+        .post_json("/api/v1/locations/batch", &batch)
+        .idempotency_key("trace-me")
         .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN}-01"))
-        .json(&batch)
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     let traceparent = response.headers()["traceparent"].to_str().unwrap().to_owned();
     assert!(
@@ -65,14 +54,10 @@ async fn a_batch_upload_exports_one_trace_with_http_and_sql_spans() {
     // the request's trace, under the request's store span.
     let single =
         json!({"device_id": device, "timestamp": now, "latitude": 1.0, "longitude": 2.0, "accuracy": 3.0});
-    let response = client
-        .post(server.url("/api/v1/locations"))
-        .header("X-API-Key", &key)
+    let response = api
+        .post_json("/api/v1/locations", &single)
         .header("traceparent", format!("00-{GROUP_COMMIT_TRACE_ID}-{CALLER_SPAN}-01"))
-        .json(&single)
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
 
     // Graceful shutdown flushes the queued spans.
@@ -221,7 +206,7 @@ async fn the_http_protobuf_exporter_posts_to_v1_traces() {
         ("PM__TELEMETRY__OTLP_PROTOCOL", "http/protobuf"),
     ];
     let server = ServerProcess::start(&db.url, &env).await;
-    reqwest::get(server.url("/api/health")).await.unwrap();
+    server.anonymous().get("/api/health").await;
     assert!(server.terminate().await);
     let received = received.lock().await;
     assert!(!received.is_empty(), "spans were posted");
@@ -236,8 +221,9 @@ async fn an_unreachable_collector_does_not_disturb_the_service() {
     let env =
         [("PM__TELEMETRY__OTLP_ENDPOINT", "http://127.0.0.1:1"), ("PM__TELEMETRY__OTLP_PROTOCOL", "grpc")];
     let server = ServerProcess::start(&db.url, &env).await;
+    let anonymous = server.anonymous();
     for _ in 0..20 {
-        assert_eq!(reqwest::get(server.url("/api/health")).await.unwrap().status(), StatusCode::OK);
+        assert_eq!(anonymous.get("/api/health").await.status(), StatusCode::OK);
     }
     assert!(server.terminate().await, "shuts down promptly despite the unreachable collector");
 }
