@@ -12,5 +12,6 @@ pub mod health;
 pub mod history;
 pub mod idempotency;
 pub mod privacy;
+pub mod secrets;
 pub mod text;
 pub mod uploads;

@@ -40,7 +40,7 @@ impl FieldError {
 }))]
 pub struct ErrorBody {
     /// Machine-readable code: `validation_error`, `unauthorized`, `forbidden`, `not_found`,
-    /// `method_not_allowed`, `request_timeout`, `conflict`, `payload_too_large`,
+    /// `method_not_allowed`, `not_acceptable`, `request_timeout`, `conflict`, `payload_too_large`,
     /// `unsupported_media_type`, `idempotency_key_reused`, `rate_limit_exceeded`,
     /// `service_unavailable` or `internal_error`.
     pub error: &'static str,
@@ -75,6 +75,8 @@ pub enum ApiError {
     PayloadTooLarge { limit_bytes: Option<usize> },
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("{0}")]
+    NotAcceptable(String),
     #[error("{0}")]
     IdempotencyKeyReused(String),
     #[error("Rate limit of {limit} requests/{per} exceeded")]
@@ -125,6 +127,7 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             Self::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -143,6 +146,7 @@ impl ApiError {
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::NotAcceptable(_) => "not_acceptable",
             Self::IdempotencyKeyReused(_) => "idempotency_key_reused",
             Self::RateLimited { .. } => "rate_limit_exceeded",
             Self::RequestTimeout(_) => "request_timeout",

@@ -33,7 +33,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 use crate::{config::SecuritySettings, error::ApiError, headers, state::AppState};
 use extract::BodyLimit;
 use middleware::{errors, request_log};
-use routes::{admin, devices, health, keys, legacy, locations, metrics, privacy};
+use routes::{admin, devices, health, history, keys, legacy, locations, metrics, privacy};
 
 /// Where the OpenAPI JSON is served; Swagger UI at `/docs` loads it from here.
 pub const OPENAPI_JSON_PATH: &str = "/api-docs/openapi.json";
@@ -65,6 +65,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         // Location uploads.
         .routes(routes!(locations::upload_location))
         .routes(routes!(locations::upload_location_batch))
+        // History.
+        .routes(routes!(history::list_device_locations))
         // Privacy.
         .routes(routes!(privacy::delete_device_data))
         .routes(routes!(privacy::export_device_data))

@@ -18,8 +18,8 @@ use crate::{
     config::Settings,
     db,
     domain::{
-        admin::Admin, credentials::Authenticator, devices::Devices, health::Health, privacy::Privacy,
-        uploads::Uploads,
+        admin::Admin, credentials::Authenticator, devices::Devices, health::Health, history::History,
+        privacy::Privacy, uploads::Uploads,
     },
     http,
     infra::{
@@ -66,8 +66,13 @@ impl Application {
         let rate_limiter = Arc::new(RateLimiter::new(&settings.security));
         let limits = &settings.limits;
         let state = AppState {
-            auth: Arc::new(Authenticator::new(pool.clone(), keys, tokens)),
-            devices: Devices::new(pool.clone(), limits.max_devices_per_group, rate_limiter.clone()),
+            auth: Arc::new(Authenticator::new(pool.clone(), keys, tokens.clone())),
+            devices: Devices::new(
+                pool.clone(),
+                limits.max_devices_per_group,
+                rate_limiter.clone(),
+                tokens.clone(),
+            ),
             rate_limiter,
             uploads: Arc::new(Uploads::new(
                 pool.clone(),
@@ -75,8 +80,9 @@ impl Application {
                 last_seen.clone(),
                 limits,
             )),
-            privacy: Privacy::new(pool.clone()),
-            admin: Admin::new(pool.clone(), limits.max_devices_per_group),
+            privacy: Privacy::new(pool.clone(), tokens.clone()),
+            history: History::new(pool.clone()),
+            admin: Admin::new(pool.clone(), limits.max_devices_per_group, tokens),
             health: Health::new(pool.clone()),
             settings: Arc::new(settings),
         };
@@ -141,12 +147,19 @@ impl Application {
                 request.extensions_mut().insert(ConnectInfo(peer));
                 request.map(Body::new)
             });
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-                .into_owned();
-            let connection = connections.watch(connection);
+            let (builder, watcher) = (builder.clone(), connections.watcher());
+            let opening = settings.server.header_read_timeout();
             tokio::spawn(async move {
-                if let Err(err) = connection.await {
+                // hyper reads a connection's first bytes to tell HTTP/1 from HTTP/2 without a
+                // timer; its header timeout starts after. A client that sends nothing, or half
+                // of HTTP/2's preface, would hold its connection for ever.
+                if !opening_arrives(&stream, opening).await {
+                    return;
+                }
+                let connection = builder
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                    .into_owned();
+                if let Err(err) = watcher.watch(connection).await {
                     tracing::debug!(error = %err, %peer, "connection ended with an error");
                 }
             });
@@ -165,6 +178,27 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// HTTP/2's connection preface; hyper-util tells the protocols apart by it.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether enough of a connection's opening arrives within `limit` for hyper to choose the
+/// protocol: the whole HTTP/2 preface, or first bytes that cannot begin it (HTTP/1, whose own
+/// header timeout then applies). Peeks, so hyper still reads every byte.
+async fn opening_arrives(stream: &tokio::net::TcpStream, limit: Duration) -> bool {
+    let wait = async {
+        let mut opening = [0u8; H2_PREFACE.len()];
+        loop {
+            match stream.peek(&mut opening).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) if n == H2_PREFACE.len() || !H2_PREFACE.starts_with(&opening[..n]) => return true,
+                // Part of the preface: peek returns at once while those bytes wait, so pause.
+                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    };
+    tokio::time::timeout(limit, wait).await.unwrap_or(false)
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM (what orchestrators send).

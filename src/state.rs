@@ -6,8 +6,8 @@ use std::sync::Arc;
 use crate::{
     config::Settings,
     domain::{
-        admin::Admin, credentials::Authenticator, devices::Devices, health::Health, privacy::Privacy,
-        uploads::Uploads,
+        admin::Admin, credentials::Authenticator, devices::Devices, health::Health, history::History,
+        privacy::Privacy, uploads::Uploads,
     },
     infra::rate_limit::RateLimiter,
 };
@@ -23,6 +23,8 @@ pub struct AppState {
     /// Location uploads (group commit, idempotent retries, `last_seen_at`).
     pub uploads: Arc<Uploads>,
     pub privacy: Privacy,
+    /// Devices' trails.
+    pub history: History,
     pub admin: Admin,
     pub health: Health,
 }

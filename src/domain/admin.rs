@@ -1,6 +1,8 @@
 //! Admin operations: purge long-inactive devices, reactivate a device, system statistics and
 //! the audit trail. Each change is audited in its own transaction.
 
+use std::sync::Arc;
+
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -9,6 +11,7 @@ use crate::{
     db,
     domain::{audit, devices},
     error::{ApiError, ApiResult},
+    infra::credential_cache::TokenCache,
     model::{Actor, AuditFilter, AuditPage, Device, NewAuditEntry, SystemStats},
 };
 
@@ -19,12 +22,14 @@ pub const MAX_OLDER_THAN_DAYS: u32 = 3650;
 pub struct Admin {
     pool: PgPool,
     max_per_group: u32,
+    tokens: Arc<TokenCache>,
 }
 
 impl Admin {
-    /// `max_per_group`: the group limit reactivation must respect, as registration does.
-    pub fn new(pool: PgPool, max_per_group: u32) -> Self {
-        Self { pool, max_per_group }
+    /// `max_per_group`: the group limit reactivation must respect, as registration does;
+    /// `tokens`: this replica's device-token cache.
+    pub fn new(pool: PgPool, max_per_group: u32, tokens: Arc<TokenCache>) -> Self {
+        Self { pool, max_per_group, tokens }
     }
 
     /// Deletes inactive devices unseen for `older_than_days` (1–3650) with all their data;
@@ -57,7 +62,7 @@ impl Admin {
             devices::ensure_room_in_group(&mut tx, &locked.group_id, self.max_per_group).await?;
         }
         let device = db::devices::activate(&mut tx, device_id).await?;
-        devices::announce(&mut tx, device_id).await?;
+        devices::announce(&mut tx, &self.tokens, device_id).await?;
         let entry = NewAuditEntry {
             action: "device.reactivate",
             resource_type: "device",

@@ -7,7 +7,7 @@ use sqlx::PgPool;
 
 use crate::{
     db,
-    domain::credentials::sha256_hex,
+    domain::secrets::sha256_hex,
     error::{ApiError, ApiResult},
     model::{ApiKey, Invalidation, IssuedKey, KeyScope},
 };

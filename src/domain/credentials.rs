@@ -10,12 +10,11 @@ use std::sync::Arc;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::Utc;
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use crate::{
     db,
-    domain::api_keys::looks_like_key,
+    domain::{api_keys::looks_like_key, secrets::sha256_hex},
     error::{ApiError, ApiResult},
     infra::credential_cache::{KeyCache, TokenCache},
     model::{ApiKey, Credentials, DeviceCredential},
@@ -28,11 +27,6 @@ pub const TOKEN_LEN: usize = TOKEN_PREFIX.len() + 43;
 /// `last_used_at` is rewritten at most this often per key (and replica): one write per key per
 /// minute instead of one per request.
 const LAST_USED_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Lower-case hex SHA-256: how keys, tokens and invite codes are stored.
-pub fn sha256_hex(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
 
 /// A new device token, shown to its device once.
 pub fn generate_token() -> String {
@@ -140,10 +134,5 @@ mod tests {
         assert_ne!(generate_token(), token);
         assert!(!looks_like_token("pmd_short"));
         assert!(!looks_like_token(&format!("pm_{}", &token[3..])));
-    }
-
-    #[test]
-    fn hashes_are_hex_sha256() {
-        assert_eq!(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }

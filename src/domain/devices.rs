@@ -10,9 +10,12 @@ use validator::ValidationError;
 
 use crate::{
     db,
-    domain::{access, audit, credentials},
+    domain::{access, audit, credentials, secrets},
     error::{ApiError, ApiResult},
-    infra::rate_limit::{RateLimiter, Scope, Subject},
+    infra::{
+        credential_cache::TokenCache,
+        rate_limit::{RateLimiter, Scope, Subject},
+    },
     metrics,
     model::{
         Caller, Device, GroupMember, Invalidation, Invite, KeyScope, NewAuditEntry, Platform, Registration,
@@ -112,13 +115,14 @@ pub struct Devices {
     pool: PgPool,
     max_per_group: u32,
     limiter: Arc<RateLimiter>,
+    tokens: Arc<TokenCache>,
 }
 
 impl Devices {
     /// `max_per_group`: active devices a group may hold (`limits.max_devices_per_group`);
-    /// `limiter` counts wrong invite codes.
-    pub fn new(pool: PgPool, max_per_group: u32, limiter: Arc<RateLimiter>) -> Self {
-        Self { pool, max_per_group, limiter }
+    /// `limiter` counts wrong invite codes; `tokens` is this replica's device-token cache.
+    pub fn new(pool: PgPool, max_per_group: u32, limiter: Arc<RateLimiter>, tokens: Arc<TokenCache>) -> Self {
+        Self { pool, max_per_group, limiter, tokens }
     }
 
     /// Creates or updates a device by `device_id`, reactivating it if it was deactivated.
@@ -132,8 +136,9 @@ impl Devices {
     /// ([`access`]): re-registering an existing device needs its token (401), except a device
     /// registered before tokens existed, which claims one (trust on first use, audited); and
     /// joining a group that has active members needs one of the group's invitation codes (403
-    /// without, 403 for a wrong, expired or used-up one, 429 after too many wrong ones). A
-    /// `full` key registers any device into any group.
+    /// without, 403 for a wrong, expired or used-up one, 429 after too many wrong ones), except
+    /// for a device coming back to its own group with its token. A `full` key registers any
+    /// device into any group.
     pub async fn register(
         &self,
         caller: &Caller,
@@ -161,11 +166,14 @@ impl Devices {
             }
             Some(_) => None,
         };
-        let already_member =
-            current.as_ref().is_some_and(|m| m.active && m.group_id == registration.group_id);
+        let same_group = current.as_ref().is_some_and(|m| m.group_id == registration.group_id);
+        let already_member = same_group && current.as_ref().is_some_and(|m| m.active);
         if !already_member {
             let members = db::devices::count_active_in_group(&mut tx, &registration.group_id).await?;
-            if app && members > 0 {
+            // A device coming back to its own group (it had deactivated itself, say) proves who
+            // it is with its token; any other newcomer needs an invitation.
+            let returning = same_group && own_token;
+            if app && members > 0 && !returning {
                 let code = invite_code.ok_or_else(|| {
                     ApiError::Forbidden(
                         "This group already has members: joining it needs an invite code from one of them"
@@ -183,7 +191,7 @@ impl Devices {
                 return Err(group_full(self.max_per_group));
             }
         }
-        let token_hash = device_token.as_deref().map(credentials::sha256_hex);
+        let token_hash = device_token.as_deref().map(secrets::sha256_hex);
         let device = db::devices::upsert(&mut tx, &registration, token_hash.as_deref()).await?;
         let actor = caller.actor();
         for entry in audit_entries {
@@ -191,7 +199,7 @@ impl Devices {
         }
         if current.is_some() {
             // Its group, state or token may have changed: replicas forget what they cached.
-            announce(&mut tx, device_id).await?;
+            announce(&mut tx, &self.tokens, device_id).await?;
         }
         db::commit(tx).await?;
         metrics::device_registered(current.is_none());
@@ -208,7 +216,7 @@ impl Devices {
         code: &str,
     ) -> ApiResult<()> {
         if let Some(code) = normalize_invite(code)
-            && db::invites::take_use(tx, group_id, &credentials::sha256_hex(&code)).await?
+            && db::invites::take_use(tx, group_id, &secrets::sha256_hex(&code)).await?
         {
             return Ok(());
         }
@@ -245,7 +253,7 @@ impl Devices {
         let id = db::invites::insert(
             &mut tx,
             group_id,
-            &credentials::sha256_hex(&code),
+            &secrets::sha256_hex(&code),
             created_by,
             max_uses,
             expires_at,
@@ -271,11 +279,11 @@ impl Devices {
             if caller.key.scope == KeyScope::Full { "device.token_reset" } else { "device.token_rotate" };
         let token = credentials::generate_token();
         let mut tx = db::begin(&self.pool).await?;
-        if !db::devices::set_token(&mut tx, device_id, &credentials::sha256_hex(&token)).await? {
+        if !db::devices::set_token(&mut tx, device_id, &secrets::sha256_hex(&token)).await? {
             return Err(ApiError::NotFound("Device not found".into()));
         }
         audit::record(&mut tx, &caller.actor(), device_entry(action, device_id, json!({}))).await?;
-        announce(&mut tx, device_id).await?;
+        announce(&mut tx, &self.tokens, device_id).await?;
         db::commit(tx).await?;
         Ok(token)
     }
@@ -293,7 +301,7 @@ impl Devices {
         if !db::devices::deactivate(&mut *tx, device_id).await? {
             return Err(ApiError::NotFound("Device not found".into()));
         }
-        announce(&mut tx, device_id).await?;
+        announce(&mut tx, &self.tokens, device_id).await?;
         db::commit(tx).await?;
         Ok(())
     }
@@ -312,9 +320,10 @@ pub fn group_full(max_per_group: u32) -> ApiError {
     ApiError::Conflict(format!("Group has reached maximum device limit ({max_per_group})"))
 }
 
-/// Tells every replica, when the transaction commits, to forget what the device's token
-/// authenticated as.
-pub async fn announce(tx: &mut sqlx::PgConnection, device_id: Uuid) -> ApiResult<()> {
+/// Forgets what the device's token authenticated as: on this replica at once (`tokens`), on
+/// every other when the transaction commits (a notice).
+pub async fn announce(tx: &mut sqlx::PgConnection, tokens: &TokenCache, device_id: Uuid) -> ApiResult<()> {
+    tokens.forget(|device| device.device_id == device_id);
     let notice = Invalidation::Device(device_id).to_string();
     Ok(db::notify::send(tx, db::notify::INVALIDATIONS, &notice).await?)
 }

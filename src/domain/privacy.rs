@@ -1,5 +1,7 @@
 //! Data subject rights: export everything stored about a device, or erase it for good.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use chrono::Utc;
 use futures_util::StreamExt;
@@ -12,6 +14,7 @@ use crate::{
     db,
     domain::{access, audit, devices},
     error::{ApiError, ApiResult},
+    infra::credential_cache::TokenCache,
     model::{Caller, Device, NewAuditEntry},
 };
 
@@ -28,11 +31,13 @@ pub type ExportStream = mpsc::Receiver<Result<Bytes, std::io::Error>>;
 #[derive(Clone)]
 pub struct Privacy {
     pool: PgPool,
+    tokens: Arc<TokenCache>,
 }
 
 impl Privacy {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    /// `tokens`: this replica's device-token cache (an erased device's token dies at once).
+    pub fn new(pool: PgPool, tokens: Arc<TokenCache>) -> Self {
+        Self { pool, tokens }
     }
 
     /// Starts exporting the device and all its locations as one JSON document
@@ -89,7 +94,7 @@ impl Privacy {
         }
         audit::record(&mut tx, &caller.actor(), device_event("device.data_delete", device_id)).await?;
         // Its token dies with it, on every replica.
-        devices::announce(&mut tx, device_id).await?;
+        devices::announce(&mut tx, &self.tokens, device_id).await?;
         db::commit(tx).await?;
         Ok(())
     }

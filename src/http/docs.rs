@@ -10,6 +10,7 @@ pub mod tags {
     pub const ADMIN: &str = "admin";
     pub const DEVICES: &str = "devices";
     pub const HEALTH: &str = "health";
+    pub const HISTORY: &str = "history";
     pub const KEYS: &str = "keys";
     pub const LOCATIONS: &str = "locations";
     pub const OPERATIONS: &str = "operations";
@@ -70,6 +71,12 @@ pub mod responses {
     #[derive(ToResponse)]
     #[response(example = json!({"error": "payload_too_large", "message": "Request exceeds maximum size of 1048576 bytes"}))]
     pub struct PayloadTooLarge(pub ErrorBody);
+
+    /// None of the media types the `Accept` header names is one this operation answers.
+    #[derive(ToResponse)]
+    #[response(example = json!({"error": "not_acceptable",
+        "message": "History is available as application/json, application/geo+json or application/gpx+xml"}))]
+    pub struct NotAcceptable(pub ErrorBody);
 
     /// The body's `Content-Encoding` is not one the server decodes (gzip, deflate, or none).
     #[derive(ToResponse)]

@@ -1,6 +1,7 @@
 pub mod admin;
 pub mod devices;
 pub mod health;
+pub mod history;
 pub mod keys;
 pub mod legacy;
 pub mod locations;

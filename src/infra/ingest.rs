@@ -116,35 +116,40 @@ fn shutting_down() -> ApiError {
 
 /// One writer: takes what is queued, writes it, answers, and again, until the queue closes.
 /// The receiver is shared: while one writer's statement runs, another collects the next batch.
-/// Requests that cannot share this writer's statement wait in `held` for its next one.
+/// Requests that cannot share this writer's statement wait in `held` for its next one; while any
+/// wait, the writer never blocks on the queue (another writer may be parked on it), it only
+/// takes what is already there.
 async fn write_forever(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Pending>>>, max_rows: usize) {
     let mut held: VecDeque<Pending> = VecDeque::new();
     loop {
-        let batch = {
-            let mut queue = queue.lock().await;
-            let mut batch = Statement::default();
-            let mut waiting = std::mem::take(&mut held);
-            if waiting.is_empty() {
-                let Some(first) = queue.recv().await else { return };
-                waiting.push_back(first);
-            }
-            while batch.rows < max_rows {
-                let next = match waiting.pop_front() {
-                    Some(next) => next,
-                    None => match queue.try_recv() {
-                        Ok(next) => next,
-                        Err(_) => break,
-                    },
-                };
-                if let Err(next) = batch.add(next) {
-                    held.push_back(next);
-                }
-            }
-            held.extend(waiting);
-            batch.requests
+        let mut waiting = std::mem::take(&mut held);
+        let mut receiver = if waiting.is_empty() {
+            let mut receiver = queue.lock().await;
+            let Some(first) = receiver.recv().await else { return };
+            waiting.push_back(first);
+            Some(receiver)
+        } else {
+            queue.try_lock().ok()
         };
+        let mut batch = Statement::default();
+        while batch.rows < max_rows {
+            let next = match waiting.pop_front() {
+                Some(next) => next,
+                None => match receiver.as_mut().map(|receiver| receiver.try_recv()) {
+                    Some(Ok(next)) => next,
+                    _ => break,
+                },
+            };
+            if batch.fits(&next.write) {
+                batch.push(next);
+            } else {
+                held.push_back(next);
+            }
+        }
+        drop(receiver);
+        held.extend(waiting);
         // Nobody is waiting for these any more (the client left, or its request timed out).
-        let batch: Vec<Pending> = batch.into_iter().filter(|p| !p.answer.is_closed()).collect();
+        let batch: Vec<Pending> = batch.requests.into_iter().filter(|p| !p.answer.is_closed()).collect();
         if !batch.is_empty() {
             write_batch(&pool, batch).await;
         }
@@ -161,20 +166,22 @@ struct Statement {
 }
 
 impl Statement {
-    fn add(&mut self, pending: Pending) -> Result<(), Pending> {
-        let write = &pending.write;
-        let key = write.key.as_ref().map(|(api_key, key)| (*api_key, key.key_hash.clone()));
-        let repeats_key = key.as_ref().is_some_and(|key| self.keys.contains(key));
+    /// Whether `write` may join: it repeats no fix or key of the statement's (a first one
+    /// always joins).
+    fn fits(&self, write: &Write) -> bool {
+        let repeats_key = (write.key.as_ref())
+            .is_some_and(|(api_key, key)| self.keys.contains(&(*api_key, key.key_hash.clone())));
         let repeats_fix =
             write.fixes.iter().any(|fix| self.fixes.contains(&(write.device_id, fix.captured_at)));
-        if !self.requests.is_empty() && (repeats_key || repeats_fix) {
-            return Err(pending);
-        }
-        self.keys.extend(key);
+        self.requests.is_empty() || !(repeats_key || repeats_fix)
+    }
+
+    fn push(&mut self, pending: Pending) {
+        let write = &pending.write;
+        self.keys.extend(write.key.as_ref().map(|(api_key, key)| (*api_key, key.key_hash.clone())));
         self.fixes.extend(write.fixes.iter().map(|fix| (write.device_id, fix.captured_at)));
         self.rows += write.fixes.len().max(1);
         self.requests.push(pending);
-        Ok(())
     }
 }
 

@@ -112,8 +112,8 @@ pub struct Caller {
 
 impl Caller {
     /// The caller as the audit trail records it.
-    pub fn actor(&self) -> super::Actor {
-        super::Actor {
+    pub fn actor(&self) -> super::audit::Actor {
+        super::audit::Actor {
             api_key_id: self.key.id,
             device_id: self.device.as_ref().map(|device| device.device_id),
             ip: self.ip,

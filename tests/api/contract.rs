@@ -52,11 +52,18 @@ fn every_authenticated_operation_declares_the_key_and_its_errors() {
                 );
             }
             if path.starts_with("/api/v1/") {
-                assert_eq!(
-                    operation["security"],
-                    serde_json::json!([{"api_key": []}]),
-                    "{method} {path}: X-API-Key"
-                );
+                // Every way in needs the key; a device token may come with it (app keys).
+                let ways =
+                    operation["security"].as_array().unwrap_or_else(|| panic!("{method} {path}: security"));
+                assert!(!ways.is_empty(), "{method} {path}: X-API-Key");
+                for way in ways {
+                    assert_eq!(way["api_key"], serde_json::json!([]), "{method} {path}: X-API-Key in {way}");
+                    let schemes: Vec<&String> = way.as_object().unwrap().keys().collect();
+                    assert!(
+                        schemes.iter().all(|s| *s == "api_key" || *s == "device_token"),
+                        "{method} {path}: {way}"
+                    );
+                }
                 assert!(responses.contains_key("401"), "{method} {path}: documents 401");
             }
         }

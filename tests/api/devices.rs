@@ -26,10 +26,12 @@ async fn registration_creates_a_device_with_defaults() {
         ".device_id" => "[uuid]",
         ".created_at" => "[time]",
         ".updated_at" => "[time]",
+        ".device_token" => "[token]",
     }, @r#"
     {
       "created_at": "[time]",
       "device_id": "[uuid]",
+      "device_token": "[token]",
       "display_name": "Martin's Phone",
       "group_id": "family-1",
       "platform": "android",
@@ -37,6 +39,9 @@ async fn registration_creates_a_device_with_defaults() {
     }
     "#);
     assert_eq!(body["device_id"], id.to_string());
+    // A new device gets its token once: pmd_ and 43 characters.
+    let token = body["device_token"].as_str().unwrap();
+    assert!(token.starts_with("pmd_") && token.len() == 47, "{token}");
     assert_eq!(time(&body["created_at"]), time(&body["updated_at"]));
     let stored: (bool, Option<DateTime<Utc>>) =
         sqlx::query_as("SELECT active, last_seen_at FROM devices WHERE device_id = $1")

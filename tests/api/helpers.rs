@@ -17,7 +17,11 @@ use std::{fmt::Display, future::IntoFuture, net::SocketAddr, pin::Pin, time::Dur
 
 use chrono::Utc;
 use phone_manager::{
-    config::Settings, db, domain::api_keys::ApiKeys, model::IssuedKey, startup::Application,
+    config::Settings,
+    db,
+    domain::api_keys::ApiKeys,
+    model::{IssuedKey, KeyScope},
+    startup::Application,
 };
 use reqwest::{Method, Response, StatusCode};
 use serde::Serialize;
@@ -197,6 +201,16 @@ impl TestApp {
     }
 
     /// A client holding a new admin key.
+    /// A client with a new `app` key (what an app build ships), acting for no device yet.
+    pub async fn app_client(&self) -> ApiClient {
+        let key = key_admin(&self.pool)
+            .create_with_scope("app key", KeyScope::App, false, None)
+            .await
+            .expect("app key created")
+            .key;
+        self.client_with_key(&key)
+    }
+
     pub async fn admin_client(&self) -> ApiClient {
         self.client_with_key(&self.create_key(true).await.key)
     }
@@ -220,12 +234,13 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Inserts `count` locations of `device` captured and received `days_old` days ago.
+    /// Inserts `count` locations of `device` captured and received `days_old` days ago (a
+    /// second apart: one fix per device and instant).
     pub async fn insert_aged_locations(&self, device: Uuid, days_old: i32, count: i32) {
         sqlx::query(
             "INSERT INTO locations (device_id, latitude, longitude, accuracy, captured_at, created_at)
-             SELECT $1, 1, 1, 1, now() - make_interval(days => $2), now() - make_interval(days => $2)
-             FROM generate_series(1, $3)",
+             SELECT $1, 1, 1, 1, now() - make_interval(days => $2, secs => g), now() - make_interval(days => $2)
+             FROM generate_series(1, $3) AS g",
         )
         .bind(device)
         .bind(days_old)
@@ -263,6 +278,8 @@ pub struct ApiClient {
     http: reqwest::Client,
     base_url: String,
     key: Option<String>,
+    /// A device token, sent as `Authorization: Bearer` (app keys act for its device).
+    token: Option<String>,
 }
 
 impl ApiClient {
@@ -273,7 +290,12 @@ impl ApiClient {
     }
 
     fn new(http: reqwest::Client, base_url: &str, key: Option<&str>) -> Self {
-        Self { http, base_url: base_url.to_owned(), key: key.map(str::to_owned) }
+        Self { http, base_url: base_url.to_owned(), key: key.map(str::to_owned), token: None }
+    }
+
+    /// The same caller, acting for the device with this token.
+    pub fn with_device_token(&self, token: &str) -> Self {
+        Self { token: Some(token.to_owned()), ..self.clone() }
     }
 
     /// A request with any method; the key goes along as `X-API-Key`.
@@ -281,6 +303,9 @@ impl ApiClient {
         let mut inner = self.http.request(method.clone(), format!("{}{path}", self.base_url));
         if let Some(key) = &self.key {
             inner = inner.header("X-API-Key", key);
+        }
+        if let Some(token) = &self.token {
+            inner = inner.bearer_auth(token);
         }
         RequestBuilder { inner, label: format!("{method} {path}") }
     }
@@ -304,6 +329,12 @@ impl ApiClient {
     pub fn post_body(&self, path: &str, body: impl Into<String>) -> RequestBuilder {
         let RequestBuilder { inner, label } = self.request(Method::POST, path);
         RequestBuilder { inner: inner.body(body.into()), label }
+    }
+
+    /// POST with raw bytes (compressed bodies); no `Content-Type` unless `.header` adds one.
+    pub fn post_bytes(&self, path: &str, body: Vec<u8>) -> RequestBuilder {
+        let RequestBuilder { inner, label } = self.request(Method::POST, path);
+        RequestBuilder { inner: inner.body(body), label }
     }
 
     /// `POST /api/v1/devices/register` with `body`.

@@ -12,10 +12,13 @@ mod cli;
 mod contract;
 mod devices;
 mod errors;
+mod fidelity;
 mod hardening;
 mod health;
 // Shared with tests/slow, which uses other parts of it.
 #[allow(dead_code)]
 mod helpers;
+mod history;
 mod locations;
 mod observability;
+mod privacy;

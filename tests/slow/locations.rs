@@ -5,7 +5,7 @@ use chrono::{Duration, Utc};
 use reqwest::StatusCode;
 use uuid::Uuid;
 
-use crate::helpers::{ServerProcess, TestApp, TestDatabase, batch, fix, key_for, single};
+use crate::helpers::{ServerProcess, TestApp, TestDatabase, fix, key_for, single};
 
 #[tokio::test]
 async fn uploads_mark_the_device_seen_without_touching_updated_at() {
@@ -109,10 +109,15 @@ async fn concurrent_uploads_share_statements_and_keep_their_own_answers() {
     // 300 single uploads and 50 batches of 3, all at once, spread over the five devices.
     let requests = (0..350).map(|n| {
         let device = targets[n % targets.len()];
+        // Every fix its own capture instant: a repeated one would be stored once.
         let (path, body) = if n < 300 {
             ("/api/v1/locations", single(device, fix(n as i64)))
         } else {
-            ("/api/v1/locations/batch", batch(device, 3))
+            let at = 1_000 + 3 * n as i64;
+            (
+                "/api/v1/locations/batch",
+                serde_json::json!({"device_id": device, "locations": [fix(at), fix(at + 1), fix(at + 2)]}),
+            )
         };
         let api = &api;
         async move { (device, path, api.post_json(path, &body).await.status()) }
