@@ -14,6 +14,7 @@ use crate::{
         self,
         docs::{responses, tags},
     },
+    model::{LocationEvent, MemberChange, MemberEvent, ResyncEvent, ResyncReason},
 };
 
 #[derive(OpenApi)]
@@ -43,12 +44,14 @@ use crate::{
         (name = tags::HEALTH, description = "Liveness, readiness and dependency health; no key needed"),
         (name = tags::HISTORY, description = "A device's location history: pages, simplified trails, GeoJSON and GPX"),
         (name = tags::KEYS, description = "The calling API key"),
+        (name = tags::LIVE, description = "A group's positions pushed as they are stored (Server-Sent Events)"),
         (name = tags::LOCATIONS, description = "Location uploads, single and batch, with idempotent retries"),
         (name = tags::OPERATIONS, description = "Prometheus metrics; no key needed"),
         (name = tags::PRIVACY, description = "Data export and erasure (GDPR); audited"),
     ),
     components(
-        schemas(ErrorBody, FieldError),
+        // The live stream's event payloads (text/event-stream has no JSON schema of its own).
+        schemas(ErrorBody, FieldError, LocationEvent, MemberEvent, MemberChange, ResyncEvent, ResyncReason),
         responses(
             responses::ValidationFailed,
             responses::Unauthorized,

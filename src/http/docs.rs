@@ -12,6 +12,7 @@ pub mod tags {
     pub const HEALTH: &str = "health";
     pub const HISTORY: &str = "history";
     pub const KEYS: &str = "keys";
+    pub const LIVE: &str = "live";
     pub const LOCATIONS: &str = "locations";
     pub const OPERATIONS: &str = "operations";
     pub const PRIVACY: &str = "privacy";
