@@ -282,17 +282,32 @@ fn point(fix: &Fix) -> Point<f64> {
     Point::new(fix.longitude, fix.latitude)
 }
 
+/// A trail's length as its fixes go by: the haversine distance between consecutive fixes.
+#[derive(Debug, Default)]
+struct Odometer {
+    previous: Option<Point<f64>>,
+    /// Metres so far.
+    metres: f64,
+    /// Fixes so far.
+    fixes: u64,
+}
+
+impl Odometer {
+    fn pass(&mut self, fix: &Fix) {
+        let here = point(fix);
+        if let Some(previous) = self.previous {
+            self.metres += Haversine.distance(previous, here);
+        }
+        self.previous = Some(here);
+        self.fixes += 1;
+    }
+}
+
 /// The trail's length in metres: the haversine distance between consecutive fixes.
 pub fn length<'a>(fixes: impl IntoIterator<Item = &'a Fix>) -> f64 {
-    let mut total = 0.0;
-    let mut previous: Option<Point<f64>> = None;
-    for here in fixes.into_iter().map(point) {
-        if let Some(previous) = previous {
-            total += Haversine.distance(previous, here);
-        }
-        previous = Some(here);
-    }
-    total
+    let mut odometer = Odometer::default();
+    fixes.into_iter().for_each(|fix| odometer.pass(fix));
+    odometer.metres
 }
 
 /// The indices of the fixes Ramer–Douglas–Peucker keeps at `tolerance_m` metres (geo's
@@ -375,30 +390,25 @@ async fn write_geojson(
     out.buffer.extend_from_slice(
         br#"{"type":"FeatureCollection","features":[{"type":"Feature","geometry":{"type":"LineString","coordinates":["#,
     );
-    let mut distance = 0.0;
-    let mut count: u64 = 0;
-    let mut previous: Option<Point<f64>> = None;
+    let mut odometer = Odometer::default();
     {
         let mut rows = db::locations::stream_range(&mut *conn, device_id, lower, upper, order);
         while let Some(row) = rows.next().await {
             let fix = row?.fix;
-            let here = point(&fix);
-            if let Some(previous) = previous {
-                distance += Haversine.distance(previous, here);
-            }
-            previous = Some(here);
-            if count > 0 {
+            if odometer.fixes > 0 {
                 out.buffer.push(b',');
             }
+            odometer.pass(&fix);
             let position: Vec<f64> = [fix.longitude, fix.latitude].into_iter().chain(fix.altitude).collect();
             serde_json::to_writer(&mut out.buffer, &position)
                 .map_err(|e| WriteError::Failed(e.to_string()))?;
-            count += 1;
             out.flush_if_full().await?;
         }
     }
+    let distance = odometer.metres;
     out.buffer.extend_from_slice(b"]},\"properties\":");
-    let trail = serde_json::json!({"device_id": device_id, "fix_count": count, "distance_m": distance});
+    let trail =
+        serde_json::json!({"device_id": device_id, "fix_count": odometer.fixes, "distance_m": distance});
     serde_json::to_writer(&mut out.buffer, &trail).map_err(|e| WriteError::Failed(e.to_string()))?;
     out.buffer.push(b'}');
     let mut rows = db::locations::stream_range(&mut *conn, device_id, lower, upper, order);
@@ -468,16 +478,11 @@ async fn write_gpx(
         element(&mut writer, "name", &format!("device {device_id}"))?;
         writer.write_event(Event::Start(BytesStart::new("trkseg")))?;
     }
-    let mut distance = 0.0;
-    let mut previous: Option<Point<f64>> = None;
+    let mut odometer = Odometer::default();
     let mut rows = db::locations::stream_range(&mut *conn, device_id, lower, upper, order);
     while let Some(row) = rows.next().await {
         let fix = row?.fix;
-        let here = point(&fix);
-        if let Some(previous) = previous {
-            distance += Haversine.distance(previous, here);
-        }
-        previous = Some(here);
+        odometer.pass(&fix);
         {
             let mut writer = Writer::new(&mut out.buffer);
             let (lat, lon) = (fix.latitude.to_string(), fix.longitude.to_string());
@@ -502,7 +507,7 @@ async fn write_gpx(
         writer.write_event(Event::End(BytesEnd::new("trkseg")))?;
         writer.write_event(Event::End(BytesEnd::new("trk")))?;
         writer.write_event(Event::Start(BytesStart::new("extensions")))?;
-        element(&mut writer, "pm:distance_m", &distance.to_string())?;
+        element(&mut writer, "pm:distance_m", &odometer.metres.to_string())?;
         writer.write_event(Event::End(BytesEnd::new("extensions")))?;
         writer.write_event(Event::End(BytesEnd::new("gpx")))?;
     }
