@@ -12,6 +12,7 @@ mod health;
 #[allow(dead_code)]
 #[path = "../api/helpers.rs"]
 mod helpers;
+mod history;
 mod live;
 mod locations;
 mod tracing;
