@@ -14,6 +14,7 @@ use crate::{
         self,
         docs::{responses, tags},
     },
+    model::Order,
 };
 
 #[derive(OpenApi)]
@@ -48,7 +49,9 @@ use crate::{
         (name = tags::PRIVACY, description = "Data export and erasure (GDPR); audited"),
     ),
     components(
-        schemas(ErrorBody, FieldError),
+        // Schemas that only parameters refer to: utoipa-axum collects those of bodies and
+        // responses by itself, not those of `IntoParams`.
+        schemas(ErrorBody, FieldError, Order),
         responses(
             responses::ValidationFailed,
             responses::Unauthorized,
