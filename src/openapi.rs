@@ -12,7 +12,7 @@ use crate::{
     headers,
     http::{
         self,
-        docs::{responses, tags},
+        docs::{self, responses, tags},
     },
     model::Order,
 };
@@ -104,6 +104,7 @@ impl Modify for ApiKeyScheme {
 pub fn spec() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(http::router().into_openapi());
+    docs::declare_response_headers(&mut doc);
     doc
 }
 
