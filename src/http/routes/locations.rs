@@ -290,8 +290,11 @@ pub async fn upload_location_batch(
 pub struct IdempotencyHeader {
     /// Makes retries safe: 1–255 visible ASCII characters, e.g. a UUID generated per upload.
     /// The first successful answer is kept for 24 h and replayed to the same API key.
+    // A header is present or absent, never null: documented as an optional string.
     #[param(
         rename = "Idempotency-Key",
+        value_type = String,
+        required = false,
         example = "3f1c2b7e-6d9a-4d43-9a61-0b7f3c9e2a11",
         min_length = 1,
         max_length = 255,
