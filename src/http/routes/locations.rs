@@ -220,7 +220,7 @@ impl<'a> ValidateArgs<'a> for UploadLocationBatchRequest {
     request_body = UploadLocationRequest,
     responses(
         (status = 200, description = "The fix was stored (or this is a replay)", body = UploadReceipt,
-            example = json!({"success": true, "processed_count": 1})),
+            example = json!({"success": true, "processed_count": 1, "stored_count": 1, "duplicate_count": 0, "expired_count": 0})),
         (status = 400, response = responses::ValidationFailed),
         (status = 403, response = responses::Forbidden),
         (status = 404, response = responses::DeviceNotRegistered),
