@@ -23,6 +23,7 @@
 
 package com.phonemanager.client.models
 
+import com.phonemanager.client.models.LastLocationResponse
 import com.phonemanager.client.models.Platform
 
 import kotlinx.serialization.Serializable
@@ -39,17 +40,13 @@ import kotlinx.serialization.encoding.Encoder
  *
  * @param deviceId 
  * @param displayName 
- * @param groupId 
  * @param platform 
- * @param active 
- * @param createdAt 
- * @param updatedAt 
- * @param fcmToken 
- * @param lastSeenAt 
+ * @param lastSeenAt When the device last registered or uploaded (precise to 30 s); null if never.
+ * @param lastLocation The newest fix by capture time; null when the device has none.
  */
 @Serializable
 
-data class ExportedDevice (
+data class GroupMemberResponse (
 
     @Contextual @SerialName(value = "device_id")
     val deviceId: java.util.UUID,
@@ -57,26 +54,16 @@ data class ExportedDevice (
     @SerialName(value = "display_name")
     val displayName: kotlin.String,
 
-    @SerialName(value = "group_id")
-    val groupId: kotlin.String,
-
     @Contextual @SerialName(value = "platform")
     val platform: Platform,
 
-    @SerialName(value = "active")
-    val active: kotlin.Boolean,
-
-    @Contextual @SerialName(value = "created_at")
-    val createdAt: java.time.OffsetDateTime,
-
-    @Contextual @SerialName(value = "updated_at")
-    val updatedAt: java.time.OffsetDateTime,
-
-    @SerialName(value = "fcm_token")
-    val fcmToken: kotlin.String? = null,
-
+    /* When the device last registered or uploaded (precise to 30 s); null if never. */
     @Contextual @SerialName(value = "last_seen_at")
-    val lastSeenAt: java.time.OffsetDateTime? = null
+    val lastSeenAt: java.time.OffsetDateTime? = null,
+
+    /* The newest fix by capture time; null when the device has none. */
+    @SerialName(value = "last_location")
+    val lastLocation: LastLocationResponse? = null
 
 ) {
 

@@ -23,7 +23,6 @@
 
 package com.phonemanager.client.models
 
-import com.phonemanager.client.models.LastLocationResponse
 import com.phonemanager.client.models.Platform
 
 import kotlinx.serialization.Serializable
@@ -40,13 +39,17 @@ import kotlinx.serialization.encoding.Encoder
  *
  * @param deviceId 
  * @param displayName 
+ * @param groupId 
  * @param platform 
- * @param lastSeenAt When the device last registered or uploaded (precise to 30 s); null if never.
- * @param lastLocation The newest fix by capture time; null when the device has none.
+ * @param active 
+ * @param createdAt 
+ * @param updatedAt 
+ * @param fcmToken 
+ * @param lastSeenAt 
  */
 @Serializable
 
-data class GroupMember (
+data class ExportedDeviceResponse (
 
     @Contextual @SerialName(value = "device_id")
     val deviceId: java.util.UUID,
@@ -54,16 +57,26 @@ data class GroupMember (
     @SerialName(value = "display_name")
     val displayName: kotlin.String,
 
+    @SerialName(value = "group_id")
+    val groupId: kotlin.String,
+
     @Contextual @SerialName(value = "platform")
     val platform: Platform,
 
-    /* When the device last registered or uploaded (precise to 30 s); null if never. */
-    @Contextual @SerialName(value = "last_seen_at")
-    val lastSeenAt: java.time.OffsetDateTime? = null,
+    @SerialName(value = "active")
+    val active: kotlin.Boolean,
 
-    /* The newest fix by capture time; null when the device has none. */
-    @SerialName(value = "last_location")
-    val lastLocation: LastLocationResponse? = null
+    @Contextual @SerialName(value = "created_at")
+    val createdAt: java.time.OffsetDateTime,
+
+    @Contextual @SerialName(value = "updated_at")
+    val updatedAt: java.time.OffsetDateTime,
+
+    @SerialName(value = "fcm_token")
+    val fcmToken: kotlin.String? = null,
+
+    @Contextual @SerialName(value = "last_seen_at")
+    val lastSeenAt: java.time.OffsetDateTime? = null
 
 ) {
 
