@@ -10,7 +10,7 @@ cannot carry JSON null). Each entry of LIST names exactly one transition, and ap
 the baseline still has the old form and the head the new one, so it lapses by itself once the
 baseline has moved past the change, and a later change of the same place is checked again:
 
-    {"what": "...", "why": "...", "decision": "docs/decisions.md, 22",
+    {"what": "...", "why": "...", "decision": "docs/decisions.md, 34",
      "rule": "<optic rule name>",                   # what optic may report there
      "exempt": "<JSON pointer into HEAD>",          # where optic reads x-optic-exemptions
      "baseline": ["<JSON pointer>", <value>],       # the old form, in BASE

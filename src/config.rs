@@ -20,6 +20,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub jobs: JobSettings,
     pub ingest: IngestSettings,
+    pub live: LiveSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -131,6 +132,20 @@ pub struct JobSettings {
 pub struct IngestSettings {
     pub writers: u32,
     pub max_rows_per_statement: u32,
+}
+
+/// Live streams (see `domain::live`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveSettings {
+    pub heartbeat_secs: u64,
+    pub recheck_secs: u64,
+    pub replay_events: usize,
+    pub replay_window_secs: u64,
+    pub buffer_events: usize,
+    pub max_streams_per_device: usize,
+    pub max_streams_per_key: usize,
+    pub max_streams: usize,
 }
 
 /// A configuration problem, printed as one line: `configuration error: <key>: <problem>`.
@@ -254,6 +269,20 @@ impl Settings {
             ));
         }
         at_least("ingest.max_rows_per_statement", self.ingest.max_rows_per_statement.into(), 1)?;
+        let live = &self.live;
+        at_least("live.heartbeat_secs", live.heartbeat_secs, 1)?;
+        if live.heartbeat_secs > MAX_HEARTBEAT_SECS {
+            return Err(ConfigError::invalid(
+                "live.heartbeat_secs",
+                format!("must be at most {MAX_HEARTBEAT_SECS} (proxies drop silent connections)"),
+            ));
+        }
+        at_least("live.recheck_secs", live.recheck_secs, 1)?;
+        at_least("live.replay_window_secs", live.replay_window_secs, 1)?;
+        at_least("live.buffer_events", live.buffer_events as u64, 1)?;
+        at_least("live.max_streams_per_device", live.max_streams_per_device as u64, 1)?;
+        at_least("live.max_streams_per_key", live.max_streams_per_key as u64, 1)?;
+        at_least("live.max_streams", live.max_streams as u64, 1)?;
         Ok(())
     }
 }
@@ -269,6 +298,23 @@ impl ServerSettings {
 
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_secs(self.header_read_timeout_secs)
+    }
+}
+
+/// The longest silence a live stream allows itself (`live.heartbeat_secs`).
+pub const MAX_HEARTBEAT_SECS: u64 = 25;
+
+impl LiveSettings {
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_secs)
+    }
+
+    pub fn recheck(&self) -> Duration {
+        Duration::from_secs(self.recheck_secs)
+    }
+
+    pub fn replay_window(&self) -> Duration {
+        Duration::from_secs(self.replay_window_secs)
     }
 }
 

@@ -11,6 +11,7 @@ pub mod devices;
 pub mod health;
 pub mod history;
 pub mod idempotency;
+pub mod live;
 pub mod privacy;
 pub mod secrets;
 pub mod text;

@@ -122,6 +122,9 @@ pub enum ApiError {
     IdempotencyKeyReused(String),
     #[error("Rate limit of {limit} requests/{per} exceeded")]
     RateLimited { limit: u32, per: &'static str, retry_after: u64, reset_after: u64 },
+    /// A holder (a device, or a `full` key) has its maximum of live streams open.
+    #[error("At most {limit} live streams per {per} may be open at once; close one first")]
+    TooManyStreams { limit: usize, per: &'static str, retry_after: u64 },
     #[error("{0}")]
     RequestTimeout(String),
     #[error("{0}")]
@@ -170,7 +173,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             Self::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -189,7 +192,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::NotAcceptable(_) => "not_acceptable",
             Self::IdempotencyKeyReused(_) => "idempotency_key_reused",
-            Self::RateLimited { .. } => "rate_limit_exceeded",
+            Self::RateLimited { .. } | Self::TooManyStreams { .. } => "rate_limit_exceeded",
             Self::RequestTimeout(_) => "request_timeout",
             Self::ServiceUnavailable(_) => "service_unavailable",
             Self::Internal(_) => "internal_error",
@@ -200,7 +203,9 @@ impl ApiError {
         let error = self.code();
         let (message, details, retry_after) = match self {
             Self::Validation { message, details } => (message, details, None),
-            Self::RateLimited { retry_after, .. } => (self.to_string(), Vec::new(), Some(retry_after)),
+            Self::RateLimited { retry_after, .. } | Self::TooManyStreams { retry_after, .. } => {
+                (self.to_string(), Vec::new(), Some(retry_after))
+            }
             Self::Internal(_) => ("An unexpected error occurred".to_owned(), Vec::new(), None),
             other => (other.to_string(), Vec::new(), None),
         };
@@ -224,7 +229,14 @@ impl IntoResponse for ApiError {
             }
             _ => None,
         };
+        let streams_retry = match &self {
+            Self::TooManyStreams { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
         let mut response = (status, axum::Json(self.body())).into_response();
+        if let Some(retry_after) = streams_retry {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
         if let Some((limit, retry_after, reset_after)) = limited {
             let headers = response.headers_mut();
             headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
@@ -357,6 +369,7 @@ mod tests {
             ApiError::NotAcceptable(String::new()),
             ApiError::IdempotencyKeyReused(String::new()),
             ApiError::RateLimited { limit: 1, per: "minute", retry_after: 1, reset_after: 1 },
+            ApiError::TooManyStreams { limit: 1, per: "device", retry_after: 1 },
             ApiError::RequestTimeout(String::new()),
             ApiError::ServiceUnavailable(String::new()),
             ApiError::Internal(anyhow::anyhow!("x")),
@@ -375,6 +388,7 @@ mod tests {
                 | ApiError::NotAcceptable(_)
                 | ApiError::IdempotencyKeyReused(_)
                 | ApiError::RateLimited { .. }
+                | ApiError::TooManyStreams { .. }
                 | ApiError::RequestTimeout(_)
                 | ApiError::ServiceUnavailable(_)
                 | ApiError::Internal(_) => {}

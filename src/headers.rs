@@ -22,5 +22,7 @@ pub const TRACESTATE: &str = "tracestate";
 pub const RATE_LIMIT_LIMIT: &str = "x-ratelimit-limit";
 pub const RATE_LIMIT_REMAINING: &str = "x-ratelimit-remaining";
 pub const RATE_LIMIT_RESET: &str = "x-ratelimit-reset";
+/// The `id` of the last live stream event a reconnecting client received (Server-Sent Events).
+pub const LAST_EVENT_ID: &str = "last-event-id";
 /// The client address as a proxy saw it (trusted only when configured).
 pub const FORWARDED_FOR: &str = "x-forwarded-for";

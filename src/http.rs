@@ -33,7 +33,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 use crate::{config::SecuritySettings, error::ApiError, headers, state::AppState};
 use extract::BodyLimit;
 use middleware::{errors, request_log};
-use routes::{admin, devices, health, history, keys, legacy, locations, metrics, privacy};
+use routes::{admin, devices, health, history, keys, legacy, live, locations, metrics, privacy};
 
 /// Where the OpenAPI JSON is served; Swagger UI at `/docs` loads it from here.
 pub const OPENAPI_JSON_PATH: &str = "/api-docs/openapi.json";
@@ -67,6 +67,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(locations::upload_location_batch))
         // History.
         .routes(routes!(history::list_device_locations))
+        // Live.
+        .routes(routes!(live::stream_group))
         // Privacy.
         .routes(routes!(privacy::delete_device_data))
         .routes(routes!(privacy::export_device_data))
@@ -179,11 +181,13 @@ fn cors(security: &SecuritySettings) -> Option<CorsLayer> {
             .allow_origin(allow_origin)
             .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
             .allow_headers([
+                header::AUTHORIZATION,
                 header::CONTENT_TYPE,
                 header::CONTENT_ENCODING,
                 header::ACCEPT,
                 header(headers::API_KEY),
                 header(headers::IDEMPOTENCY_KEY),
+                header(headers::LAST_EVENT_ID),
                 header(headers::REQUEST_ID),
                 header(headers::TRACEPARENT),
                 header(headers::TRACESTATE),

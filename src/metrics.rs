@@ -20,11 +20,16 @@ pub const JOB_LAST_SUCCESS: &str = "background_job_last_success_timestamp";
 pub const JOB_FAILURES_TOTAL: &str = "background_job_failures_total";
 pub const INGEST_STATEMENT_REQUESTS: &str = "ingest_statement_requests";
 pub const INGEST_QUEUE_WAIT: &str = "ingest_queue_wait_seconds";
+pub const SSE_SUBSCRIBERS: &str = "sse_subscribers";
+pub const SSE_EVENTS_SENT_TOTAL: &str = "sse_events_sent_total";
+pub const SSE_FANOUT_LATENCY: &str = "sse_fanout_latency_seconds";
 
 /// Request latency buckets, in seconds: 1 ms to 5 s, dense around the 50–200 ms a phone notices.
 const HTTP_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0];
 const DB_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 const INGEST_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
+/// Fan-out latency buckets, in seconds: 1 ms to 5 s, dense below the 100 ms target.
+const FANOUT_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 5.0];
 const JOB_BUCKETS: &[f64] = &[0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -42,6 +47,9 @@ pub fn handle() -> PrometheusHandle {
                     b.set_buckets_for_metric(Matcher::Full(INGEST_STATEMENT_REQUESTS.into()), INGEST_BUCKETS)
                 })
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(INGEST_QUEUE_WAIT.into()), DB_BUCKETS))
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(SSE_FANOUT_LATENCY.into()), FANOUT_BUCKETS)
+                })
                 .expect("bucket lists are non-empty")
                 .build_recorder();
             let handle = recorder.handle();
@@ -85,6 +93,13 @@ fn describe() {
         INGEST_QUEUE_WAIT,
         Unit::Seconds,
         "How long the oldest upload of a statement waited for a writer"
+    );
+    describe_gauge!(SSE_SUBSCRIBERS, "Open live streams (GET /api/v1/groups/{group_id}/stream)");
+    describe_counter!(SSE_EVENTS_SENT_TOTAL, "Live stream events written, by event type");
+    describe_histogram!(
+        SSE_FANOUT_LATENCY,
+        Unit::Seconds,
+        "From the statement that stored a fix (just before its commit) to its event written to a stream"
     );
 }
 
@@ -145,5 +160,23 @@ pub fn job_finished(job: &'static str, elapsed: Duration, succeeded: bool) {
         gauge!(JOB_LAST_SUCCESS, "job" => job).set(now);
     } else {
         counter!(JOB_FAILURES_TOTAL, "job" => job).increment(1);
+    }
+}
+
+/// A live stream opened (`true`) or closed.
+pub fn sse_stream(opened: bool) {
+    if opened {
+        gauge!(SSE_SUBSCRIBERS).increment(1.0);
+    } else {
+        gauge!(SSE_SUBSCRIBERS).decrement(1.0);
+    }
+}
+
+/// A live stream event written; `stored_at_micros`: when the fix it carries was stored.
+pub fn sse_event_sent(event: &'static str, stored_at_micros: Option<i64>) {
+    counter!(SSE_EVENTS_SENT_TOTAL, "event" => event).increment(1);
+    if let Some(stored_at) = stored_at_micros {
+        let now = chrono::Utc::now().timestamp_micros();
+        histogram!(SSE_FANOUT_LATENCY).record((now - stored_at).max(0) as f64 / 1e6);
     }
 }

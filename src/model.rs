@@ -10,12 +10,20 @@ pub mod audit;
 pub mod device;
 pub mod fix;
 pub mod idempotency;
+pub mod live;
 pub mod schema;
 
-pub use api_key::{ApiKey, Caller, Credentials, DeviceCredential, Invalidation, IssuedKey, KeyScope};
+pub use api_key::{
+    ApiKey, Caller, Credentials, DeviceCredential, Invalidation, IssuedKey, KeyScope, Presented,
+};
 pub use audit::{Actor, AuditEntry, AuditFilter, AuditPage, NewAuditEntry};
 pub use device::{
-    DataExport, Device, GroupMember, Invite, LastLocation, Membership, Platform, Registration, SystemStats,
+    DataExport, Device, GroupListing, GroupMember, Invite, LastLocation, Membership, Platform, Registration,
+    SystemStats,
 };
 pub use fix::{Fix, Order, StoredFix, Upload, UploadReceipt};
 pub use idempotency::{IdempotencyKey, StoredResponse};
+pub use live::{
+    LiveNotice, LocationEvent, LocationNotice, LocationNotices, MemberChange, MemberEvent, MemberNotice,
+    ResyncEvent, ResyncReason,
+};

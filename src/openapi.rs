@@ -14,7 +14,7 @@ use crate::{
         self,
         docs::{self, responses, tags},
     },
-    model::Order,
+    model::{LocationEvent, MemberChange, MemberEvent, Order, ResyncEvent, ResyncReason},
 };
 
 #[derive(OpenApi)]
@@ -44,14 +44,25 @@ use crate::{
         (name = tags::HEALTH, description = "Liveness, readiness and dependency health; no key needed"),
         (name = tags::HISTORY, description = "A device's location history: pages, simplified trails, GeoJSON and GPX"),
         (name = tags::KEYS, description = "The calling API key"),
+        (name = tags::LIVE, description = "A group's positions pushed as they are stored (Server-Sent Events)"),
         (name = tags::LOCATIONS, description = "Location uploads, single and batch, with idempotent retries"),
         (name = tags::OPERATIONS, description = "Prometheus metrics; no key needed"),
         (name = tags::PRIVACY, description = "Data export and erasure (GDPR); audited"),
     ),
     components(
-        // Schemas that only parameters refer to: utoipa-axum collects those of bodies and
-        // responses by itself, not those of `IntoParams`.
-        schemas(ErrorBody, FieldError, Order),
+        // The live stream's event payloads (text/event-stream has no JSON schema of its own),
+        // and schemas that only parameters refer to (utoipa-axum collects those of bodies and
+        // responses by itself, not those of `IntoParams`).
+        schemas(
+            ErrorBody,
+            FieldError,
+            LocationEvent,
+            MemberEvent,
+            MemberChange,
+            ResyncEvent,
+            ResyncReason,
+            Order
+        ),
         responses(
             responses::ValidationFailed,
             responses::Unauthorized,

@@ -19,14 +19,15 @@ use crate::{
     db,
     domain::{
         admin::Admin, credentials::Authenticator, devices::Devices, health::Health, history::History,
-        privacy::Privacy, uploads::Uploads,
+        live::Live, privacy::Privacy, uploads::Uploads,
     },
     http,
     infra::{
         credential_cache::{KeyCache, TokenCache},
         ingest::Ingest,
-        invalidation,
         last_seen::{self, LastSeen},
+        listener,
+        live::{Hub, HubSettings},
         rate_limit::RateLimiter,
     },
     jobs, metrics, openapi,
@@ -40,6 +41,7 @@ pub struct Application {
     listener: TcpListener,
     pool: PgPool,
     last_seen: Arc<LastSeen>,
+    hub: Arc<Hub>,
     state: AppState,
 }
 
@@ -62,11 +64,20 @@ impl Application {
         let last_seen = LastSeen::start(pool.clone(), last_seen::DEFAULT_WINDOW);
         let keys = Arc::new(KeyCache::new(settings.security.api_key_cache()));
         let tokens = Arc::new(TokenCache::new(settings.security.api_key_cache()));
-        invalidation::start(pool.clone(), keys.clone(), tokens.clone());
+        let live = &settings.live;
+        let hub = Hub::start(HubSettings {
+            replay_events: live.replay_events,
+            replay_window: live.replay_window(),
+            buffer: live.buffer_events,
+        });
+        let targets = listener::Targets { keys: keys.clone(), tokens: tokens.clone(), hub: hub.clone() };
+        listener::start(pool.clone(), targets);
         let rate_limiter = Arc::new(RateLimiter::new(&settings.security));
         let limits = &settings.limits;
+        let auth = Arc::new(Authenticator::new(pool.clone(), keys, tokens.clone()));
         let state = AppState {
-            auth: Arc::new(Authenticator::new(pool.clone(), keys, tokens.clone())),
+            live: Live::new(pool.clone(), hub.clone(), auth.clone(), live.clone()),
+            auth,
             devices: Devices::new(
                 pool.clone(),
                 limits.max_devices_per_group,
@@ -86,7 +97,7 @@ impl Application {
             health: Health::new(pool.clone()),
             settings: Arc::new(settings),
         };
-        Ok(Self { listener, pool, last_seen, state })
+        Ok(Self { listener, pool, last_seen, hub, state })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -143,6 +154,7 @@ impl Application {
                 () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
+            cut_when_unanswered(&stream);
             let service = app.clone().map_request(move |mut request: Request<Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
                 request.map(Body::new)
@@ -167,6 +179,9 @@ impl Application {
 
         drop(self.listener);
         tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new connections");
+        // Live streams never finish by themselves: end them, so their connections can close
+        // (clients reconnect to another replica).
+        self.hub.close();
         tokio::select! {
             () = connections.shutdown() => {}
             () = tokio::time::sleep(grace) => tracing::warn!("grace period elapsed; abandoning in-flight requests"),
@@ -178,6 +193,22 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// How long data the server sent may stay unacknowledged before the kernel drops the connection
+/// (`TCP_USER_TIMEOUT`, Linux). A phone that lost its network never says goodbye: without this,
+/// a live stream to it would hold its place (and count against the device's cap) for the ~15
+/// minutes of TCP's retransmissions; with it, for one heartbeat and this long.
+const UNANSWERED: Duration = Duration::from_secs(30);
+
+/// Sets [`UNANSWERED`] where the platform has it.
+fn cut_when_unanswered(stream: &tokio::net::TcpStream) {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
+    if let Err(err) = socket2::SockRef::from(stream).set_tcp_user_timeout(Some(UNANSWERED)) {
+        tracing::debug!(error = %err, "cannot set TCP_USER_TIMEOUT");
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "fuchsia")))]
+    let _ = stream;
 }
 
 /// HTTP/2's connection preface; hyper-util tells the protocols apart by it.

@@ -7,7 +7,7 @@ use crate::{
     config::Settings,
     domain::{
         admin::Admin, credentials::Authenticator, devices::Devices, health::Health, history::History,
-        privacy::Privacy, uploads::Uploads,
+        live::Live, privacy::Privacy, uploads::Uploads,
     },
     infra::rate_limit::RateLimiter,
 };
@@ -25,6 +25,8 @@ pub struct AppState {
     pub privacy: Privacy,
     /// Devices' trails.
     pub history: History,
+    /// Groups' live streams.
+    pub live: Live,
     pub admin: Admin,
     pub health: Health,
 }

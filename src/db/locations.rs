@@ -65,6 +65,11 @@ pub struct Inserted {
 /// Claimed records get a placeholder answer; the caller stores the real one
 /// ([`idempotency::set_answers`](super::idempotency::set_answers)) in the same transaction.
 ///
+/// Every stored fix is also published to live streams (`db::notify::LIVE`): notices of at most
+/// ~7 KB (NOTIFY's limit is 8000 bytes; a fix is ~250 bytes, at most ~1.1 KB), each a JSON
+/// [`LocationNotice`](crate::model::LocationNotice) list with the statement's clock, delivered
+/// to every replica when the transaction commits and not at all if it rolls back.
+///
 /// Rows and keys are written in index order, so two statements that overlap wait for each other
 /// instead of deadlocking. The fixes travel as one array of the composite type `fix`, which
 /// UNNEST expands into its columns.
@@ -74,7 +79,7 @@ pub async fn insert_batch(conn: &mut PgConnection, batch: &Batch<'_>) -> sqlx::R
         "locations",
         sqlx::query!(
             r#"WITH requests AS (
-                   SELECT r.request, r.device_id
+                   SELECT r.request, r.device_id, d.group_id
                    FROM UNNEST($1::int4[], $2::uuid[]) AS r(request, device_id)
                    JOIN devices d ON d.device_id = r.device_id AND d.active
                ),
@@ -111,13 +116,33 @@ pub async fn insert_batch(conn: &mut PgConnection, batch: &Batch<'_>) -> sqlx::R
                    WHERE f.request <> ALL ($5::int4[]) OR f.request IN (SELECT request FROM claimed)
                    ORDER BY r.device_id, f.captured_at
                    ON CONFLICT (device_id, captured_at) DO NOTHING
-                   RETURNING device_id, captured_at
+                   RETURNING id, device_id, captured_at, latitude, longitude, accuracy, altitude, bearing,
+                             speed, provider, battery_level, network_type
+               ),
+               live AS (
+                   SELECT pg_notify('pm_live', json_build_object('locations', json_build_object(
+                              'stored_at', (extract(epoch FROM clock_timestamp()) * 1000000)::int8,
+                              'fixes', json_agg(fix ORDER BY n)))::text)
+                   FROM (SELECT fix, n, sum(octet_length(fix::text)) OVER (ORDER BY n) / 6000 AS part
+                         FROM (SELECT row_number() OVER () AS n, json_build_object(
+                                          'id', s.id, 'group_id', g.group_id, 'device_id', s.device_id,
+                                          'timestamp', s.captured_at, 'latitude', s.latitude,
+                                          'longitude', s.longitude, 'accuracy', s.accuracy,
+                                          'altitude', s.altitude, 'bearing', s.bearing, 'speed', s.speed,
+                                          'provider', s.provider, 'battery_level', s.battery_level,
+                                          'network_type', s.network_type) AS fix
+                               FROM stored s
+                               JOIN (SELECT DISTINCT device_id, group_id FROM requests) g USING (device_id)
+                              ) numbered
+                        ) parts
+                   GROUP BY part
                )
                SELECT ARRAY(SELECT request FROM requests) AS "active!",
                       ARRAY(SELECT request FROM claimed) AS "claimed_requests!",
                       ARRAY(SELECT id FROM claimed) AS "claimed_records!",
                       ARRAY(SELECT device_id FROM stored) AS "stored_devices!",
-                      ARRAY(SELECT captured_at FROM stored) AS "stored_at!""#,
+                      ARRAY(SELECT captured_at FROM stored) AS "stored_at!",
+                      (SELECT count(*) FROM live) AS "notices!""#,
             &batch.requests,
             &batch.devices,
             &batch.fix_requests,

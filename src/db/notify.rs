@@ -1,5 +1,6 @@
 //! Cross-replica notices over PostgreSQL `LISTEN`/`NOTIFY`: a change one replica (or the CLI)
-//! makes that the others must act on at once, such as a deactivated API key they have cached.
+//! makes that the others must act on at once, such as a deactivated API key they have cached,
+//! or a stored fix their live streams must push.
 //! A notice sent inside a transaction is delivered when it commits, and not at all if it rolls
 //! back. Each replica holds one listening connection, outside the request pool.
 
@@ -10,6 +11,10 @@ use sqlx::{
 
 /// The channel of cache invalidations; payloads are [`Invalidation`](crate::model::Invalidation)s.
 pub const INVALIDATIONS: &str = "pm_invalidate";
+/// The channel of live events (stored fixes, membership changes); payloads are JSON
+/// [`LiveNotice`](crate::model::LiveNotice)s, sent by `locations::insert_batch` and by the
+/// trigger on `devices` (migration 0012).
+pub const LIVE: &str = "pm_live";
 
 /// Sends `payload` on `channel` when the caller's transaction commits.
 pub async fn send(conn: &mut PgConnection, channel: &str, payload: &str) -> sqlx::Result<()> {

@@ -1,7 +1,7 @@
 //! Authentication: an `X-API-Key` on every `/api/v1` request and, for the device an app acts
 //! as, its device token (`Authorization: Bearer pmd_…`). Both are random secrets of which only
 //! the SHA-256 (hex) is stored; both are resolved through this replica's caches, which notices
-//! from other replicas keep current (`infra::invalidation`).
+//! from other replicas keep current (`infra::listener`).
 //!
 //! Device tokens are `pmd_` + 43 URL-safe base64 characters: 256 bits from the thread-local
 //! CSPRNG (ChaCha, seeded by the OS), issued once when a device registers.
@@ -17,7 +17,7 @@ use crate::{
     domain::{api_keys::looks_like_key, secrets::sha256_hex},
     error::{ApiError, ApiResult},
     infra::credential_cache::{KeyCache, TokenCache},
-    model::{ApiKey, Credentials, DeviceCredential},
+    model::{ApiKey, Credentials, DeviceCredential, Presented},
 };
 
 pub const TOKEN_PREFIX: &str = "pmd_";
@@ -62,34 +62,53 @@ impl Authenticator {
     /// (`domain::access`): a deactivated device's token still names it, to re-register.
     #[tracing::instrument(name = "auth.api_key", skip_all, fields(key_id = tracing::field::Empty, cached = tracing::field::Empty, device_id = tracing::field::Empty))]
     pub async fn authenticate(&self, key: Option<&str>, token: Option<&str>) -> ApiResult<Credentials> {
-        let key = self.key(key).await?;
-        let device = match token {
+        let key = key.map(str::trim).filter(|k| looks_like_key(k)).ok_or(ApiError::Unauthorized)?;
+        let key_hash = sha256_hex(key);
+        let key = self.key(&key_hash).await?;
+        let token_hash = match token {
             None => None,
-            Some(token) => Some(self.device(token).await?),
+            Some(token) => Some(sha256_hex(
+                Some(token.trim()).filter(|t| looks_like_token(t)).ok_or_else(invalid_token)?,
+            )),
+        };
+        self.with_device(key, Presented { key_hash, token_hash }).await
+    }
+
+    /// Checks credentials presented earlier again (by their hashes), as [`authenticate`] would
+    /// now: a key deactivated or expired, or a token replaced, since then is refused.
+    ///
+    /// [`authenticate`]: Authenticator::authenticate
+    pub async fn reauthenticate(&self, presented: &Presented) -> ApiResult<Credentials> {
+        let key = self.key(&presented.key_hash).await?;
+        self.with_device(key, presented.clone()).await
+    }
+
+    async fn with_device(&self, key: ApiKey, presented: Presented) -> ApiResult<Credentials> {
+        let device = match &presented.token_hash {
+            None => None,
+            Some(hash) => Some(self.device(hash).await?),
         };
         if let Some(device) = &device {
             tracing::Span::current().record("device_id", tracing::field::display(device.device_id));
         }
-        Ok(Credentials { key, device })
+        Ok(Credentials { key, device, presented })
     }
 
-    async fn key(&self, presented: Option<&str>) -> ApiResult<ApiKey> {
-        let key = presented.map(str::trim).filter(|k| looks_like_key(k)).ok_or(ApiError::Unauthorized)?;
-        let hash = sha256_hex(key);
+    async fn key(&self, hash: &str) -> ApiResult<ApiKey> {
         let span = tracing::Span::current();
-        let (authenticated, looked_up) = match self.keys.get(&hash) {
+        let (authenticated, looked_up) = match self.keys.get(hash) {
             Some(cached) => (cached, false),
             None => {
-                let found = db::api_keys::find_active_by_hash(&self.pool, &hash)
+                let found = db::api_keys::find_active_by_hash(&self.pool, hash)
                     .await?
                     .ok_or(ApiError::Unauthorized)?;
-                self.keys.insert(hash.clone(), found.clone());
+                self.keys.insert(hash.to_owned(), found.clone());
                 (found, true)
             }
         };
         span.record("key_id", authenticated.id);
         span.record("cached", !looked_up);
-        let record_use = self.keys.should_record_use(&hash, LAST_USED_RESOLUTION).unwrap_or_else(|| {
+        let record_use = self.keys.should_record_use(hash, LAST_USED_RESOLUTION).unwrap_or_else(|| {
             authenticated.last_used_at.is_none_or(|at| {
                 Utc::now() - at >= chrono::Duration::from_std(LAST_USED_RESOLUTION).expect("small")
             })
@@ -106,14 +125,12 @@ impl Authenticator {
         Ok(authenticated)
     }
 
-    async fn device(&self, presented: &str) -> ApiResult<DeviceCredential> {
-        let token = Some(presented.trim()).filter(|t| looks_like_token(t)).ok_or_else(invalid_token)?;
-        let hash = sha256_hex(token);
-        if let Some(cached) = self.tokens.get(&hash) {
+    async fn device(&self, hash: &str) -> ApiResult<DeviceCredential> {
+        if let Some(cached) = self.tokens.get(hash) {
             return Ok(cached);
         }
-        let found = db::devices::find_by_token(&self.pool, &hash).await?.ok_or_else(invalid_token)?;
-        self.tokens.insert(hash, found.clone());
+        let found = db::devices::find_by_token(&self.pool, hash).await?.ok_or_else(invalid_token)?;
+        self.tokens.insert(hash.to_owned(), found.clone());
         Ok(found)
     }
 }

@@ -12,6 +12,7 @@ pub mod tags {
     pub const HEALTH: &str = "health";
     pub const HISTORY: &str = "history";
     pub const KEYS: &str = "keys";
+    pub const LIVE: &str = "live";
     pub const LOCATIONS: &str = "locations";
     pub const OPERATIONS: &str = "operations";
     pub const PRIVACY: &str = "privacy";
@@ -228,7 +229,10 @@ fn rate_limit() -> [(String, utoipa::openapi::header::Header); 3] {
         ),
         (
             response_headers::RATE_LIMIT_REMAINING.into(),
-            header("Requests left of that limit now (0 on a 429).", seconds_or_count(0)),
+            header(
+                "Requests left of that limit now (0 when it is the one that refused the request).",
+                seconds_or_count(0),
+            ),
         ),
         (
             response_headers::RATE_LIMIT_RESET.into(),

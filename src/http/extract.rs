@@ -352,10 +352,23 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let Credentials { key, device } =
+        let Credentials { key, device, .. } =
             parts.extensions.get::<Credentials>().cloned().ok_or(ApiError::Unauthorized)?;
         let ip = client_address_of(&parts.headers, &parts.extensions, &state.settings.security);
         Ok(Caller(model::Caller { key, device, ip }))
+    }
+}
+
+/// What the caller presented (hashed): for a long-lived stream to check it again later.
+#[derive(Debug, Clone)]
+pub struct Presented(pub model::Presented);
+
+impl<S: Send + Sync> FromRequestParts<S> for Presented {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let credentials = parts.extensions.get::<Credentials>().ok_or(ApiError::Unauthorized)?;
+        Ok(Presented(credentials.presented.clone()))
     }
 }
 

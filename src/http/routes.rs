@@ -4,6 +4,7 @@ pub mod health;
 pub mod history;
 pub mod keys;
 pub mod legacy;
+pub mod live;
 pub mod locations;
 pub mod metrics;
 pub mod privacy;

@@ -2,7 +2,7 @@
 //! authenticated request does not cost a database round trip. A key deactivated or rotated, or a
 //! device deactivated, erased, moved or given a new token, elsewhere (the CLI, another replica)
 //! is dropped from the cache within a second, by a notice over PostgreSQL `LISTEN`/`NOTIFY`
-//! (`infra::invalidation`). While that listener is connected, an entry is trusted for
+//! (`infra::listener`). While that listener is connected, an entry is trusted for
 //! [`LISTENING_TTL`]; while it is reconnecting (notices could be missed), for the configured TTL
 //! only, and everything cached before the connection was lost is dropped. An API key's expiry
 //! (`expires_at`) is checked exactly on every use. Failed lookups are never cached. Entries are
@@ -52,7 +52,7 @@ pub const LISTENING_TTL: Duration = Duration::from_secs(300);
 pub struct CredentialCache<T> {
     /// Configured; zero disables the cache.
     ttl: Duration,
-    /// Whether the invalidation listener is connected.
+    /// Whether the notice listener is connected.
     listening: AtomicBool,
     entries: Mutex<HashMap<String, Entry<T>>>,
 }
@@ -110,7 +110,7 @@ impl<T: Cached> CredentialCache<T> {
         self.lock().retain(|_, entry| !stale(&entry.value));
     }
 
-    /// The invalidation listener connected (`true`) or lost its connection (`false`: notices
+    /// The notice listener connected (`true`) or lost its connection (`false`: notices
     /// may have been missed, so everything cached is dropped).
     pub fn set_listening(&self, listening: bool) {
         self.listening.store(listening, Ordering::Relaxed);

@@ -68,6 +68,16 @@ pub struct DeviceCredential {
 pub struct Credentials {
     pub key: ApiKey,
     pub device: Option<DeviceCredential>,
+    /// What was presented, to check again later (a long-lived stream).
+    pub presented: Presented,
+}
+
+/// The SHA-256 (hex) of the API key and device token a request presented: enough to look them
+/// up again, never the secrets themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented {
+    pub key_hash: String,
+    pub token_hash: Option<String>,
 }
 
 /// A change other replicas must act on at once (`db::notify`): the text is the notice's payload.

@@ -1,13 +1,13 @@
 //! Devices and the groups they form.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// Platforms a device may declare (the wire value is the lowercase name).
 // Omitted on first registration means `android`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "platform", rename_all = "lowercase")]
 pub enum Platform {
@@ -88,7 +88,24 @@ pub struct Invite {
 }
 
 // An active member of a group as listings show it: the device and its newest fix.
+/// A group's active members, as the group listing answers and a live stream's `snapshot`
+/// sends.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = DeviceListResponse, example = json!({"devices": [{
+    "device_id": "550e8400-e29b-41d4-a716-446655440000",
+    "display_name": "Martin's Phone",
+    "platform": "android",
+    "last_seen_at": "2026-11-21T10:31:12Z",
+    "last_location": {"latitude": 48.1374, "longitude": 11.5755,
+                      "timestamp": "2026-11-21T10:30:00Z", "accuracy": 12.5}
+}]}))]
+pub struct GroupListing {
+    /// Active devices of the group, sorted by display name.
+    pub devices: Vec<GroupMember>,
+}
+
+// Deserialize: live notices carry members in this shape (migration 0012).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[schema(as = GroupMemberResponse)]
 pub struct GroupMember {
     pub device_id: Uuid,
@@ -102,7 +119,7 @@ pub struct GroupMember {
 
 /// Where a device last was.
 // The PostgreSQL composite type `last_location` (migration 0009).
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema, sqlx::Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[sqlx(type_name = "last_location")]
 #[schema(as = LastLocationResponse)]
 pub struct LastLocation {

@@ -370,6 +370,20 @@ impl ApiClient {
         self.delete(&format!("/api/v1/devices/{device_id}"))
     }
 
+    /// `GET /api/v1/groups/{group_id}/stream` as an `EventSource` sends it.
+    pub fn stream(&self, group_id: &str) -> RequestBuilder {
+        self.get(&format!("/api/v1/groups/{group_id}/stream")).header("Accept", "text/event-stream")
+    }
+
+    /// Opens the group's live stream (asserts 200 and `text/event-stream`).
+    pub async fn open_stream(&self, group_id: &str, last_event_id: Option<&str>) -> EventStream {
+        let mut request = self.stream(group_id);
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        EventStream::new(request.await).await
+    }
+
     /// `GET /api/v1/admin/audit{query}` (an admin client's): asserts 200 and returns the page.
     pub async fn audit_log(&self, query: &str) -> Value {
         let response = self.get(&format!("/api/v1/admin/audit{query}")).await;
@@ -412,6 +426,133 @@ impl IntoFuture for RequestBuilder {
             self.send().await.unwrap_or_else(|e| panic!("{label}: no response: {e}"))
         })
     }
+}
+
+/// One block of a Server-Sent Events stream: an event, or only comments (a heartbeat).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SseBlock {
+    /// `event:` (empty for a block of comments only).
+    pub event: String,
+    pub id: Option<String>,
+    /// `data:` lines, joined by newlines.
+    pub data: String,
+    pub retry: Option<u64>,
+    /// `: …` lines.
+    pub comments: Vec<String>,
+}
+
+impl SseBlock {
+    /// `data` as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data)
+            .unwrap_or_else(|e| panic!("{} data is not JSON ({e}): {}", self.event, self.data))
+    }
+}
+
+/// A live stream read block by block, the way an `EventSource` reads it (the SSE framing of the
+/// WHATWG HTML standard: blocks end with an empty line; `field: value` lines; `:` comments).
+/// Comments are kept, which SSE client libraries drop: tests look for heartbeats.
+pub struct EventStream {
+    response: Response,
+    /// Bytes received and not parsed yet (a chunk may end inside a character).
+    buffer: Vec<u8>,
+    pub ended: bool,
+}
+
+impl EventStream {
+    pub async fn new(response: Response) -> Self {
+        let status = response.status();
+        if status != StatusCode::OK {
+            let body = response.text().await.unwrap_or_default();
+            panic!("stream answered {status}: {body}");
+        }
+        let content_type =
+            response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        assert_eq!(content_type.as_deref(), Some("text/event-stream"));
+        Self { response, buffer: Vec::new(), ended: false }
+    }
+
+    /// The next block within `wait`; None when the stream ended, or nothing came in time.
+    pub async fn next_block(&mut self, wait: Duration) -> Option<SseBlock> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // axum ends lines with LF only.
+            if let Some(end) = self.buffer.windows(2).position(|pair| pair == b"\n\n") {
+                let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
+                return Some(parse_block(std::str::from_utf8(&block[..end]).expect("UTF-8")));
+            }
+            if self.ended {
+                return None;
+            }
+            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
+                Err(_) => return None,
+                Ok(Ok(Some(chunk))) => self.buffer.extend_from_slice(&chunk),
+                Ok(Ok(None)) | Ok(Err(_)) => self.ended = true,
+            }
+        }
+    }
+
+    /// The next event (heartbeats skipped) within `wait`; fails the test otherwise.
+    pub async fn next_event(&mut self, wait: Duration) -> SseBlock {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_block(left).await {
+                Some(block) if block.event.is_empty() && block.data.is_empty() => continue,
+                Some(block) => return block,
+                None if self.ended => panic!("the stream ended while an event was expected"),
+                None => panic!("no event within {wait:?}"),
+            }
+        }
+    }
+
+    /// Events (heartbeats skipped) until `wait` passes without one or the stream ends.
+    pub async fn events_until_quiet(&mut self, wait: Duration) -> Vec<SseBlock> {
+        let mut events = Vec::new();
+        while let Some(block) = self.next_block(wait).await {
+            if !block.event.is_empty() {
+                events.push(block);
+            }
+        }
+        events
+    }
+
+    /// Whether the server ends the stream within `wait` (events before the end are skipped).
+    pub async fn ends_within(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        while tokio::time::Instant::now() < deadline {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if self.next_block(left).await.is_none() && self.ended {
+                return true;
+            }
+        }
+        self.ended
+    }
+}
+
+fn parse_block(text: &str) -> SseBlock {
+    let mut block = SseBlock::default();
+    let mut data = Vec::new();
+    for line in text.split('\n') {
+        if let Some(comment) = line.strip_prefix(':') {
+            block.comments.push(comment.trim().to_owned());
+            continue;
+        }
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "event" => block.event = value.to_owned(),
+            "id" => block.id = Some(value.to_owned()),
+            "data" => data.push(value.to_owned()),
+            "retry" => block.retry = value.parse().ok(),
+            _ => {}
+        }
+    }
+    block.data = data.join("\n");
+    if block.event.is_empty() && !block.data.is_empty() {
+        block.event = "message".into();
+    }
+    block
 }
 
 /// Milliseconds since the epoch now: the unit of a fix's `timestamp`.
@@ -561,15 +702,29 @@ impl ServerProcess {
         matches!(status, Ok(Ok(status)) if status.success())
     }
 
+    /// Resident memory of the server process now (VmRSS), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
     /// Peak resident memory of the server process so far (VmHWM), in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         let pid = self._child.id().expect("the server is running");
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("procfs");
         status
             .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .find_map(|line| line.strip_prefix(field))
             .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM in /proc/<pid>/status")
+            .unwrap_or_else(|| panic!("{field} in /proc/<pid>/status"))
+    }
+
+    /// The address the server listens on.
+    pub fn socket_addr(&self) -> SocketAddr {
+        self.base_url.trim_start_matches("http://").parse().expect("an address")
     }
 }
 

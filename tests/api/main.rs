@@ -19,6 +19,7 @@ mod health;
 #[allow(dead_code)]
 mod helpers;
 mod history;
+mod live;
 mod locations;
 mod observability;
 mod privacy;

@@ -12,5 +12,6 @@ mod health;
 #[allow(dead_code)]
 #[path = "../api/helpers.rs"]
 mod helpers;
+mod live;
 mod locations;
 mod tracing;

@@ -15,7 +15,7 @@ use crate::{
         docs::{AuthenticatedErrors, responses, tags},
         extract::{AppJson, AppPath, Caller, OptionalJson, ValidJson, ValidQuery},
     },
-    model::{Device, GroupMember, Invite, Platform, Registration},
+    model::{Device, GroupListing, Invite, Platform, Registration},
     state::AppState,
 };
 
@@ -178,20 +178,6 @@ pub struct ListDevicesQuery {
     pub group_id: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"devices": [{
-    "device_id": "550e8400-e29b-41d4-a716-446655440000",
-    "display_name": "Martin's Phone",
-    "platform": "android",
-    "last_seen_at": "2026-11-21T10:31:12Z",
-    "last_location": {"latitude": 48.1374, "longitude": 11.5755,
-                      "timestamp": "2026-11-21T10:30:00Z", "accuracy": 12.5}
-}]}))]
-pub struct DeviceListResponse {
-    /// Active devices of the group, sorted by display name.
-    pub devices: Vec<GroupMember>,
-}
-
 /// Lists the active devices of a group with where each last was.
 ///
 /// Sorted by display name as people read it (case and accents do not split the order), each
@@ -205,7 +191,7 @@ pub struct DeviceListResponse {
     security(("api_key" = [], "device_token" = []), ("api_key" = [])),
     params(ListDevicesQuery),
     responses(
-        (status = 200, description = "The group's active devices", body = DeviceListResponse),
+        (status = 200, description = "The group's active devices", body = GroupListing),
         (status = 400, response = responses::ValidationFailed),
         (status = 404, response = responses::NotFound),
         AuthenticatedErrors,
@@ -215,9 +201,9 @@ pub async fn list_devices(
     State(state): State<AppState>,
     Caller(caller): Caller,
     ValidQuery(query): ValidQuery<ListDevicesQuery>,
-) -> ApiResult<AppJson<DeviceListResponse>> {
+) -> ApiResult<AppJson<GroupListing>> {
     let devices = state.devices.list_group(&caller, &query.group_id).await?;
-    Ok(AppJson(DeviceListResponse { devices }))
+    Ok(AppJson(GroupListing { devices }))
 }
 
 /// Deactivates a device.
