@@ -116,6 +116,7 @@ pub fn spec() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(http::router().into_openapi());
     docs::declare_response_headers(&mut doc);
+    http::routes::live::document_event_data(&mut doc);
     doc
 }
 
