@@ -120,9 +120,10 @@ generate_kotlin() {
   tag_filter="tag:$(IFS='|'; echo "${PHONE_TAGS[*]}")"
   models=$(models_of_tags "${PHONE_TAGS[@]}")
   mkdir -p "$out"
-  # The generator's input: the spec with the extensible enums as enums, which our options make
-  # open in Kotlin (contract/openapi-generator/open_enums.py says why).
-  python3 "$GEN_CONFIG/open_enums.py" "$SPEC" "$tmp/kotlin-input.json"
+  # The generator's input: the spec with the extensible enums as enums (which our options make
+  # open in Kotlin) and without the event-stream operation (an SSE client reads it);
+  # contract/openapi-generator/kotlin_input.py says why.
+  python3 "$GEN_CONFIG/kotlin_input.py" "$SPEC" "$tmp/kotlin-input.json"
   # The generator reads .openapi-generator-ignore from the output directory.
   cp "$GEN_CONFIG/kotlin-client.ignore" "$out/.openapi-generator-ignore"
   # FILTER marks every operation without one of the tags x-internal, which the generator skips;

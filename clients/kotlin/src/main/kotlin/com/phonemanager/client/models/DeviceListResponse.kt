@@ -35,7 +35,7 @@ import kotlinx.serialization.encoding.Decoder
 import kotlinx.serialization.encoding.Encoder
 
 /**
- * 
+ * A group's active members, as the group listing answers and a live stream's `snapshot` sends.
  *
  * @param devices Active devices of the group, sorted by display name.
  */
