@@ -20,18 +20,26 @@ import com.phonemanager.client.infrastructure.ClientError
 import com.phonemanager.client.infrastructure.ClientException
 import com.phonemanager.client.infrastructure.Serializer
 import com.phonemanager.client.infrastructure.Success
+// OkHttp 4's `response.code` and `response.body` are members; on Debian's OkHttp 3.13 the test-only
+// shim supplies them (contract/kotlin-smoke/OkHttp4Compat.kt), so this reads like app code.
+import com.phonemanager.client.infrastructure.body
+import com.phonemanager.client.infrastructure.code
 import com.phonemanager.client.models.CreateInviteRequest
 import com.phonemanager.client.models.DeviceListResponse
 import com.phonemanager.client.models.ErrorResponse
 import com.phonemanager.client.models.HistoryResponse
 import com.phonemanager.client.models.KeyScope
+import com.phonemanager.client.models.LocationEventResponse
 import com.phonemanager.client.models.LocationRequest
+import com.phonemanager.client.models.MemberChange
+import com.phonemanager.client.models.MemberEventResponse
 import com.phonemanager.client.models.Order
 import com.phonemanager.client.models.Platform
 import com.phonemanager.client.models.RegisterDeviceRequest
 import com.phonemanager.client.models.UploadLocationBatchRequest
 import com.phonemanager.client.models.UploadLocationRequest
 import com.phonemanager.client.models.UploadResponse
+import java.io.BufferedReader
 import java.io.IOException
 import java.io.InputStream
 import java.io.OutputStream
@@ -51,12 +59,14 @@ import kotlinx.coroutines.async
 import kotlinx.coroutines.delay
 import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.runInterruptible
+import kotlinx.coroutines.withTimeout
 import kotlinx.coroutines.withTimeoutOrNull
 import kotlinx.serialization.SerializationException
 import kotlinx.serialization.json.Json
 import okhttp3.Call
 import okhttp3.OkHttpClient
 import okhttp3.Request
+import okhttp3.Response
 
 // --- checks ---------------------------------------------------------------------------------
 
@@ -164,6 +174,7 @@ fun main(args: Array<String>) {
             errors(s)
             privacy(s)
             plainKotlinxSerialization(s)
+            liveStream(s)
             cancellation()
             deactivation(s)
         }
@@ -416,6 +427,134 @@ private suspend fun plainKotlinxSerialization(s: Smoke) {
     }
 }
 
+/** One Server-Sent Event: its `event:` name, `id:` and `data:` (lines joined by newlines). */
+private data class SseEvent(val event: String, val id: String?, val data: String)
+
+/**
+ * A group's live stream read the plain way: an OkHttp call whose body is read line by line
+ * (what Ktor's SSE plugin or okhttp-sse do for an app). Comment lines (`: keep-alive`) and
+ * `retry:` are skipped. Closing cancels the call.
+ */
+private class LiveStream(private val call: Call, response: Response) : AutoCloseable {
+    private val reader: BufferedReader = response.body!!.charStream().buffered()
+
+    /** The next event, waiting at most [timeoutMs]. */
+    suspend fun next(timeoutMs: Long = 10_000): SseEvent = withTimeout(timeoutMs) {
+        runInterruptible(Dispatchers.IO) {
+            var event = "message"
+            var id: String? = null
+            val data = StringBuilder()
+            while (true) {
+                val line = reader.readLine() ?: throw IOException("the stream ended")
+                when {
+                    line.isEmpty() -> if (data.isNotEmpty()) return@runInterruptible SseEvent(event, id, data.toString())
+                    line.startsWith(":") -> Unit
+                    line.startsWith("event:") -> event = line.removePrefix("event:").trim()
+                    line.startsWith("id:") -> id = line.removePrefix("id:").trim()
+                    line.startsWith("data:") -> {
+                        if (data.isNotEmpty()) data.append('\n')
+                        data.append(line.removePrefix("data:").removePrefix(" "))
+                    }
+                }
+            }
+            @Suppress("UNREACHABLE_CODE")
+            throw IllegalStateException()
+        }
+    }
+
+    /** Events until one that [wanted] accepts (others, e.g. an earlier member's, are skipped). */
+    suspend fun until(wanted: (SseEvent) -> Boolean): SseEvent {
+        while (true) {
+            val event = next()
+            if (wanted(event)) return event
+        }
+    }
+
+    override fun close() = call.cancel()
+
+    companion object {
+        /** Opens the stream of [group] for [phone]; a refusal is its status and error envelope. */
+        suspend fun open(s: Smoke, phone: Phone, group: String, lastEventId: String? = null): Result<LiveStream> {
+            val http = phone.http.newBuilder().readTimeout(30, TimeUnit.SECONDS).build()
+            val request = Request.Builder()
+                .url("${s.baseUrl}/api/v1/groups/$group/stream")
+                .header("Accept", "text/event-stream")
+                .apply { if (lastEventId != null) header("Last-Event-ID", lastEventId) }
+                .build()
+            val call = http.newCall(request)
+            val response = runInterruptible(Dispatchers.IO) { call.execute() }
+            if (response.code != 200) {
+                val body = response.body?.string().orEmpty()
+                response.close()
+                return Result.failure(IllegalStateException("${response.code} $body"))
+            }
+            return Result.success(LiveStream(call, response))
+        }
+    }
+}
+
+/**
+ * The live stream (`GET /api/v1/groups/{group}/stream`, not in the generated API: its call would
+ * never return): the `snapshot` decodes into DeviceListResponse, a fix A uploads arrives as a
+ * `location` event that decodes into LocationEventResponse with a plain kotlinx Json,
+ * `Last-Event-ID` resumes after it, and B's deactivation arrives as a `member` event.
+ */
+private suspend fun liveStream(s: Smoke) {
+    val json = Json {
+        ignoreUnknownKeys = true
+        serializersModule = Serializer.kotlinxSerializationAdapters
+    }
+    val refused = LiveStream.open(s, Phone(s.baseUrl, s.appKey, UUID.randomUUID()), s.group)
+    check("without a device token the stream is refused with the 401 envelope", refused.exceptionOrNull()?.message?.let { it.startsWith("401 ") && json.decodeFromString<ErrorResponse>(it.substringAfter(' ')).error == ErrorResponse.Error.UNAUTHORIZED } == true) {
+        refused.exceptionOrNull() ?: "it opened"
+    }
+
+    val lastId: String
+    LiveStream.open(s, s.a, s.group).getOrThrow().use { stream ->
+        val snapshot = stream.next()
+        val listed = runCatching { json.decodeFromString<DeviceListResponse>(snapshot.data) }
+        check(
+            "the first event is a snapshot with an id, decoding into DeviceListResponse (both devices)",
+            snapshot.event == "snapshot" && snapshot.id != null && listed.getOrNull()?.devices?.map { it.deviceId } == listOf(s.a.deviceId, s.b.deviceId),
+        ) { listed.exceptionOrNull() ?: snapshot }
+
+        val fix = UploadLocationRequest(
+            deviceId = s.a.deviceId, timestamp = s.now - 5_000, latitude = 48.2082, longitude = 16.3738, accuracy = 7.5,
+            altitude = 171.0, bearing = 90.0, speed = 0.8, provider = "gps", batteryLevel = 64, networkType = "wifi",
+        )
+        s.a.locations.uploadLocation(fix)
+        val event = stream.until { it.event == "location" }
+        val location = runCatching { json.decodeFromString<LocationEventResponse>(event.data) }
+        val l = location.getOrNull()
+        check(
+            "A's upload arrives as a location event whose data decodes with a plain Json into LocationEventResponse, every field as sent",
+            l != null && l.deviceId == s.a.deviceId && l.latitude == 48.2082 && l.longitude == 16.3738 && l.accuracy == 7.5 &&
+                l.altitude == 171.0 && l.bearing == 90.0 && l.speed == 0.8 && l.provider == "gps" && l.batteryLevel == 64 &&
+                l.networkType == "wifi" && l.timestamp.toInstant().toEpochMilli() == fix.timestamp,
+        ) { location.exceptionOrNull() ?: event }
+        check("the location event has an id", event.id?.isNotEmpty() == true) { event }
+        lastId = event.id.orEmpty()
+    }
+
+    // While no stream is open, B stores a fix; reconnecting with Last-Event-ID resumes after A's.
+    s.b.locations.uploadLocation(UploadLocationRequest(deviceId = s.b.deviceId, timestamp = s.now - 4_000, latitude = 52.5220, longitude = 13.4070, accuracy = 4.0))
+    LiveStream.open(s, s.a, s.group, lastEventId = lastId).getOrThrow().use { stream ->
+        val resumed = stream.next()
+        val l = runCatching { json.decodeFromString<LocationEventResponse>(resumed.data) }.getOrNull()
+        check(
+            "Last-Event-ID resumes: the first event is B's fix stored meanwhile, not a snapshot",
+            resumed.event == "location" && l?.deviceId == s.b.deviceId && l.latitude == 52.5220,
+        ) { resumed }
+
+        s.b.devices.deleteDevice(s.b.deviceId)
+        val member = stream.until { it.event == "member" }
+        val change = runCatching { json.decodeFromString<MemberEventResponse>(member.data) }.getOrNull()
+        check("B's deactivation arrives as a member event (deactivated)", change?.change == MemberChange.DEACTIVATED && change.deviceId == s.b.deviceId) {
+            member
+        }
+    }
+}
+
 /** Records every Call the API objects create, to look at it after cancelling. */
 private class RecordingCallFactory(private val delegate: OkHttpClient) : Call.Factory {
     val calls = CopyOnWriteArrayList<Call>()
@@ -504,9 +643,11 @@ private suspend fun cancelInFlight(what: String, respond: (OutputStream) -> Unit
     }
 }
 
-/** Deactivation (B, with its own token) removes B from the listing; its token then only re-registers. */
+/** B was deactivated (live stream): the listing shows A only, and B's token no longer lists the group. */
 private suspend fun deactivation(s: Smoke) {
-    s.b.devices.deleteDevice(s.b.deviceId)
     val afterDelete = s.a.devices.listDevices(s.group).devices
-    check("after DELETE only A is listed", afterDelete.map { it.deviceId } == listOf(s.a.deviceId)) { afterDelete }
+    check("after B's DELETE only A is listed", afterDelete.map { it.deviceId } == listOf(s.a.deviceId)) { afterDelete }
+    expectClientError("a deactivated device's token no longer lists its group", 404, ErrorResponse.Error.NOT_FOUND) {
+        s.b.devices.listDevices(s.group)
+    }
 }

@@ -124,15 +124,15 @@ status=${PIPESTATUS[0]}
 set -e
 [ "$status" -eq 0 ] || exit "$status"
 
-# The batch was sent twice with one Idempotency-Key and once more with another: the database must
-# hold its 3 fixes once.
+# A stored 2 fixes (its single upload, the live stream's); B 4: its batch, sent twice with one
+# Idempotency-Key and once more with another, must be there once, plus the live stream's fix.
 read -r _ group device_a device_b < <(grep '^SMOKE_DEVICES ' "$BUILD/output.txt")
 count() { psql "$database_url" -X -q -t -A -c "SELECT count(*) FROM locations WHERE device_id = '$1'"; }
 rows_a=$(count "$device_a")
 rows_b=$(count "$device_b")
-if [ "$rows_a" = 1 ] && [ "$rows_b" = 3 ]; then
-  note "ok   database: group $group holds 1 + 3 location rows (the replayed and the resent batch stored nothing)"
+if [ "$rows_a" = 2 ] && [ "$rows_b" = 4 ]; then
+  note "ok   database: group $group holds 2 + 4 location rows (the replayed and the resent batch stored nothing)"
 else
-  note "FAIL database: expected 1 row for $device_a and 3 for $device_b, found $rows_a and $rows_b"
+  note "FAIL database: expected 2 rows for $device_a and 4 for $device_b, found $rows_a and $rows_b"
   exit 1
 fi
