@@ -1,7 +1,8 @@
 -- Live streams (GET /api/v1/groups/{group_id}/stream): changes to a group's membership are
 -- published on the channel `pm_live` when they commit, whichever code path made them
 -- (registration, deactivation, erasure, reactivation, a move to another group, an operator's
--- SQL). Stored fixes are published by the upload statement itself (db::locations::insert_batch).
+-- SQL). Stored fixes are published by the replica that stored them, once committed
+-- (infra::publish).
 -- Every replica listens on one connection and fans the notices out to its own streams.
 
 -- Member events are numbered across the whole database, so a stream's `Last-Event-ID` means

@@ -8,4 +8,5 @@ pub mod ingest;
 pub mod last_seen;
 pub mod listener;
 pub mod live;
+pub mod publish;
 pub mod rate_limit;

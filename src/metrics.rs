@@ -23,6 +23,7 @@ pub const INGEST_QUEUE_WAIT: &str = "ingest_queue_wait_seconds";
 pub const SSE_SUBSCRIBERS: &str = "sse_subscribers";
 pub const SSE_EVENTS_SENT_TOTAL: &str = "sse_events_sent_total";
 pub const SSE_FANOUT_LATENCY: &str = "sse_fanout_latency_seconds";
+pub const LIVE_NOTICES_DROPPED_TOTAL: &str = "live_notices_dropped_total";
 
 /// Request latency buckets, in seconds: 1 ms to 5 s, dense around the 50–200 ms a phone notices.
 const HTTP_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0];
@@ -96,10 +97,14 @@ fn describe() {
     );
     describe_gauge!(SSE_SUBSCRIBERS, "Open live streams (GET /api/v1/groups/{group_id}/stream)");
     describe_counter!(SSE_EVENTS_SENT_TOTAL, "Live stream events written, by event type");
+    describe_counter!(
+        LIVE_NOTICES_DROPPED_TOTAL,
+        "Stored fixes whose live notices could not be published (streams were sent resync instead)"
+    );
     describe_histogram!(
         SSE_FANOUT_LATENCY,
         Unit::Seconds,
-        "From the statement that stored a fix (just before its commit) to its event written to a stream"
+        "From the commit of a stored fix to its event written to a stream"
     );
 }
 
@@ -170,6 +175,11 @@ pub fn sse_stream(opened: bool) {
     } else {
         gauge!(SSE_SUBSCRIBERS).decrement(1.0);
     }
+}
+
+/// Stored fixes whose live notices were dropped.
+pub fn live_notices_dropped(fixes: usize) {
+    counter!(LIVE_NOTICES_DROPPED_TOTAL).increment(fixes as u64);
 }
 
 /// A live stream event written; `stored_at_micros`: when the fix it carries was stored.

@@ -28,6 +28,7 @@ use crate::{
         last_seen::{self, LastSeen},
         listener,
         live::{Hub, HubSettings},
+        publish::Publisher,
         rate_limit::RateLimiter,
     },
     jobs, metrics, openapi,
@@ -87,7 +88,7 @@ impl Application {
             rate_limiter,
             uploads: Arc::new(Uploads::new(
                 pool.clone(),
-                Ingest::start(pool.clone(), &settings.ingest),
+                Ingest::start(pool.clone(), &settings.ingest, Publisher::start(&pool)),
                 last_seen.clone(),
                 limits,
             )),

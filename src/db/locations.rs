@@ -1,5 +1,7 @@
 //! The `locations` table.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -53,8 +55,17 @@ pub struct Inserted {
     /// Requests whose key this statement claimed, with the idempotency record's id; a keyed
     /// request not listed found its key held by a live record and wrote nothing.
     pub claimed: Vec<(i32, i64)>,
-    /// The rows stored: each fix's device and instant (a fix already stored is not listed).
-    pub stored: Vec<(Uuid, DateTime<Utc>)>,
+    /// The rows stored (a fix already stored is not listed).
+    pub stored: Vec<StoredRow>,
+}
+
+/// A row [`insert_batch`] stored: the fix's row id, device and instant, and the device's group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRow {
+    pub id: i64,
+    pub device_id: Uuid,
+    pub captured_at: DateTime<Utc>,
+    pub group_id: String,
 }
 
 /// Stores the uploads of many requests in ONE statement: for each request whose device exists
@@ -65,10 +76,8 @@ pub struct Inserted {
 /// Claimed records get a placeholder answer; the caller stores the real one
 /// ([`idempotency::set_answers`](super::idempotency::set_answers)) in the same transaction.
 ///
-/// Every stored fix is also published to live streams (`db::notify::LIVE`): notices of at most
-/// ~7 KB (NOTIFY's limit is 8000 bytes; a fix is ~250 bytes, at most ~1.1 KB), each a JSON
-/// [`LocationNotice`](crate::model::LocationNotice) list with the statement's clock, delivered
-/// to every replica when the transaction commits and not at all if it rolls back.
+/// The stored rows come back with their ids and groups, for the live streams' notices
+/// (`infra::publish`), which are sent after the commit, not in this transaction.
 ///
 /// Rows and keys are written in index order, so two statements that overlap wait for each other
 /// instead of deadlocking. The fixes travel as one array of the composite type `fix`, which
@@ -116,33 +125,15 @@ pub async fn insert_batch(conn: &mut PgConnection, batch: &Batch<'_>) -> sqlx::R
                    WHERE f.request <> ALL ($5::int4[]) OR f.request IN (SELECT request FROM claimed)
                    ORDER BY r.device_id, f.captured_at
                    ON CONFLICT (device_id, captured_at) DO NOTHING
-                   RETURNING id, device_id, captured_at, latitude, longitude, accuracy, altitude, bearing,
-                             speed, provider, battery_level, network_type
-               ),
-               live AS (
-                   SELECT pg_notify('pm_live', json_build_object('locations', json_build_object(
-                              'stored_at', (extract(epoch FROM clock_timestamp()) * 1000000)::int8,
-                              'fixes', json_agg(fix ORDER BY n)))::text)
-                   FROM (SELECT fix, n, sum(octet_length(fix::text)) OVER (ORDER BY n) / 6000 AS part
-                         FROM (SELECT row_number() OVER () AS n, json_build_object(
-                                          'id', s.id, 'group_id', g.group_id, 'device_id', s.device_id,
-                                          'timestamp', s.captured_at, 'latitude', s.latitude,
-                                          'longitude', s.longitude, 'accuracy', s.accuracy,
-                                          'altitude', s.altitude, 'bearing', s.bearing, 'speed', s.speed,
-                                          'provider', s.provider, 'battery_level', s.battery_level,
-                                          'network_type', s.network_type) AS fix
-                               FROM stored s
-                               JOIN (SELECT DISTINCT device_id, group_id FROM requests) g USING (device_id)
-                              ) numbered
-                        ) parts
-                   GROUP BY part
+                   RETURNING id, device_id, captured_at
                )
                SELECT ARRAY(SELECT request FROM requests) AS "active!",
+                      ARRAY(SELECT group_id FROM requests) AS "active_groups!",
                       ARRAY(SELECT request FROM claimed) AS "claimed_requests!",
                       ARRAY(SELECT id FROM claimed) AS "claimed_records!",
                       ARRAY(SELECT device_id FROM stored) AS "stored_devices!",
                       ARRAY(SELECT captured_at FROM stored) AS "stored_at!",
-                      (SELECT count(*) FROM live) AS "notices!""#,
+                      ARRAY(SELECT id FROM stored) AS "stored_ids!""#,
             &batch.requests,
             &batch.devices,
             &batch.fix_requests,
@@ -154,10 +145,27 @@ pub async fn insert_batch(conn: &mut PgConnection, batch: &Batch<'_>) -> sqlx::R
         ),
         fetch_one(conn)
     )?;
+    // Each stored row's group: its device's, as the statement found it.
+    let device_of: HashMap<i32, Uuid> =
+        batch.requests.iter().copied().zip(batch.devices.iter().copied()).collect();
+    let group_of: HashMap<Uuid, String> = row
+        .active
+        .iter()
+        .zip(row.active_groups)
+        .map(|(request, group)| (device_of[request], group))
+        .collect();
     Ok(Inserted {
         active: row.active,
         claimed: row.claimed_requests.into_iter().zip(row.claimed_records).collect(),
-        stored: row.stored_devices.into_iter().zip(row.stored_at).collect(),
+        stored: (row.stored_devices.into_iter().zip(row.stored_at))
+            .zip(row.stored_ids)
+            .map(|((device_id, captured_at), id)| StoredRow {
+                id,
+                device_id,
+                captured_at,
+                group_id: group_of[&device_id].clone(),
+            })
+            .collect(),
     })
 }
 

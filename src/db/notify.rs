@@ -12,14 +12,47 @@ use sqlx::{
 /// The channel of cache invalidations; payloads are [`Invalidation`](crate::model::Invalidation)s.
 pub const INVALIDATIONS: &str = "pm_invalidate";
 /// The channel of live events (stored fixes, membership changes); payloads are JSON
-/// [`LiveNotice`](crate::model::LiveNotice)s, sent by `locations::insert_batch` and by the
-/// trigger on `devices` (migration 0012).
+/// [`LiveNotice`](crate::model::LiveNotice)s, sent through a [`Sender`] after the uploads
+/// committed, and by the trigger on `devices` (migration 0012).
 pub const LIVE: &str = "pm_live";
 
 /// Sends `payload` on `channel` when the caller's transaction commits.
 pub async fn send(conn: &mut PgConnection, channel: &str, payload: &str) -> sqlx::Result<()> {
     observe!("SELECT", "notify", sqlx::query!("SELECT pg_notify($1, $2)", channel, payload), execute(conn))
         .map(drop)
+}
+
+/// A connection of its own for sending many notices at once, outside the request pool.
+///
+/// Its transactions commit with `synchronous_commit = off`: they write no data, and PostgreSQL
+/// holds a database-wide lock from a notifying transaction's commit until it returns, so a
+/// commit that waited for its WAL flush would make every other notifier wait for it too.
+pub struct Sender {
+    pool: PgPool,
+}
+
+impl Sender {
+    /// A sender with the connection settings of `pool` (connecting lazily, reconnecting when
+    /// the connection is lost).
+    pub fn new(pool: &PgPool) -> Self {
+        let options = (*pool.connect_options()).clone().options([("synchronous_commit", "off")]);
+        Self { pool: PgPoolOptions::new().max_connections(1).connect_lazy_with(options) }
+    }
+
+    /// Sends `payloads` on `channel`, in order, in one transaction.
+    pub async fn send_all(&self, channel: &str, payloads: &[String]) -> sqlx::Result<()> {
+        observe!(
+            "SELECT",
+            "notify",
+            sqlx::query!(
+                "SELECT pg_notify($1, payload) FROM UNNEST($2::text[]) WITH ORDINALITY AS p(payload, n) ORDER BY n",
+                channel,
+                payloads
+            ),
+            execute(&self.pool)
+        )
+        .map(drop)
+    }
 }
 
 /// A listening connection: one of its own (a pool of one, separate from `pool`, with the same

@@ -172,8 +172,10 @@ impl Stream {
                 _ = self.recheck.tick() => None,
                 received = self.events.recv() => Some(received),
             };
+            // The rarely taken branches are boxed: an idle stream's future stays small (10,000
+            // streams wait here at once).
             let resync = match woke {
-                None if self.still_allowed().await => continue,
+                None if Box::pin(self.still_allowed()).await => continue,
                 None => return None,
                 Some(Ok(event)) if event.kind == EventKind::Resync => event,
                 Some(Ok(event)) => return Some(event),
@@ -186,7 +188,7 @@ impl Stream {
             // Start over: what the client shows may miss events. The snapshot's id is taken
             // before its query, so the snapshot is at least that recent.
             let id = self.live.hub.position(&self.group_id)?;
-            let snapshot = snapshot(&self.live.pool, &self.group_id, id).await.ok()?;
+            let snapshot = Box::pin(snapshot(&self.live.pool, &self.group_id, id)).await.ok()?;
             self.pending.extend([resync, snapshot]);
         }
     }

@@ -43,8 +43,9 @@ use crate::{
     config::IngestSettings,
     db::{self, locations::Batch},
     error::{ApiError, ApiResult, ResultExt},
+    infra::publish::Publisher,
     metrics,
-    model::{Fix, IdempotencyKey, UploadReceipt},
+    model::{Fix, IdempotencyKey, LocationEvent, LocationNotice, UploadReceipt},
 };
 
 /// Uploads waiting for a writer at most; beyond it a request waits for room (backpressure).
@@ -89,13 +90,15 @@ struct Pending {
 }
 
 impl Ingest {
-    /// Starts the writer tasks on the current runtime.
-    pub fn start(pool: PgPool, settings: &IngestSettings) -> Self {
+    /// Starts the writer tasks on the current runtime. What they store is published to live
+    /// streams through `publisher` once committed.
+    pub fn start(pool: PgPool, settings: &IngestSettings, publisher: Publisher) -> Self {
         let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let receiver = Arc::new(Mutex::new(receiver));
         let max_rows = settings.max_rows_per_statement.max(1) as usize;
+        let publisher = Arc::new(publisher);
         for _ in 0..settings.writers.max(1) {
-            tokio::spawn(write_forever(pool.clone(), receiver.clone(), max_rows));
+            tokio::spawn(write_forever(pool.clone(), receiver.clone(), max_rows, publisher.clone()));
         }
         Self { queue }
     }
@@ -119,7 +122,12 @@ fn shutting_down() -> ApiError {
 /// Requests that cannot share this writer's statement wait in `held` for its next one; while any
 /// wait, the writer never blocks on the queue (another writer may be parked on it), it only
 /// takes what is already there.
-async fn write_forever(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Pending>>>, max_rows: usize) {
+async fn write_forever(
+    pool: PgPool,
+    queue: Arc<Mutex<mpsc::Receiver<Pending>>>,
+    max_rows: usize,
+    publisher: Arc<Publisher>,
+) {
     let mut held: VecDeque<Pending> = VecDeque::new();
     loop {
         let mut waiting = std::mem::take(&mut held);
@@ -151,7 +159,7 @@ async fn write_forever(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Pending>>>,
         // Nobody is waiting for these any more (the client left, or its request timed out).
         let batch: Vec<Pending> = batch.requests.into_iter().filter(|p| !p.answer.is_closed()).collect();
         if !batch.is_empty() {
-            write_batch(&pool, batch).await;
+            write_batch(&pool, &publisher, batch).await;
         }
     }
 }
@@ -185,7 +193,7 @@ impl Statement {
     }
 }
 
-async fn write_batch(pool: &PgPool, batch: Vec<Pending>) {
+async fn write_batch(pool: &PgPool, publisher: &Publisher, batch: Vec<Pending>) {
     let rows: usize = batch.iter().map(|p| p.write.fixes.len()).sum();
     let span = tracing::info_span!(parent: &batch[0].span, "locations.write", requests = batch.len(), rows);
     for other in batch.iter().skip(1).take(MAX_LINKS) {
@@ -195,7 +203,7 @@ async fn write_batch(pool: &PgPool, batch: Vec<Pending>) {
     metrics::ingest_statement(batch.len(), oldest.elapsed());
 
     let writes: Vec<&Write> = batch.iter().map(|p| &p.write).collect();
-    match store(pool, &writes).instrument(span.clone()).await {
+    match store(pool, publisher, &writes).instrument(span.clone()).await {
         Ok(results) => {
             for (pending, result) in batch.into_iter().zip(results) {
                 let _ = pending.answer.send(result);
@@ -215,7 +223,7 @@ async fn write_batch(pool: &PgPool, batch: Vec<Pending>) {
             tracing::info!(parent: &span, error = %err, requests = batch.len(),
                 "shared upload statement failed; retrying each upload alone");
             for pending in batch {
-                let alone = store(pool, &[&pending.write]).instrument(span.clone()).await;
+                let alone = store(pool, publisher, &[&pending.write]).instrument(span.clone()).await;
                 let result = alone.map_err(refused).and_then(|mut results| results.remove(0));
                 let _ = pending.answer.send(result);
             }
@@ -223,8 +231,13 @@ async fn write_batch(pool: &PgPool, batch: Vec<Pending>) {
     }
 }
 
-/// Stores the writes in one transaction and says what became of each, in order.
-async fn store(pool: &PgPool, writes: &[&Write]) -> sqlx::Result<Vec<ApiResult<Written>>> {
+/// Stores the writes in one transaction and says what became of each, in order; once
+/// committed, publishes the stored fixes.
+async fn store(
+    pool: &PgPool,
+    publisher: &Publisher,
+    writes: &[&Write],
+) -> sqlx::Result<Vec<ApiResult<Written>>> {
     let mut batch = Batch::default();
     for (request, write) in writes.iter().enumerate() {
         let request = i32::try_from(request).expect("a statement holds fewer than 2^31 requests");
@@ -248,8 +261,8 @@ async fn store(pool: &PgPool, writes: &[&Write]) -> sqlx::Result<Vec<ApiResult<W
     let outcome = db::locations::insert_batch(connection, &batch).await?;
 
     let mut stored: HashMap<Uuid, HashSet<DateTime<Utc>>> = HashMap::new();
-    for (device_id, captured_at) in outcome.stored {
-        stored.entry(device_id).or_default().insert(captured_at);
+    for row in &outcome.stored {
+        stored.entry(row.device_id).or_default().insert(row.captured_at);
     }
     let claimed: HashMap<i32, i64> = outcome.claimed.into_iter().collect();
     let mut answers = Vec::with_capacity(writes.len());
@@ -282,7 +295,39 @@ async fn store(pool: &PgPool, writes: &[&Write]) -> sqlx::Result<Vec<ApiResult<W
         }
         db::commit(tx).await?;
     }
+    publisher.publish(Utc::now().timestamp_micros(), live_notices(writes, outcome.stored));
     Ok(answers)
+}
+
+/// The stored rows as live notices: each with its fix, in the order stored.
+fn live_notices(writes: &[&Write], stored: Vec<db::locations::StoredRow>) -> Vec<LocationNotice> {
+    let fixes: HashMap<(Uuid, DateTime<Utc>), &Fix> = writes
+        .iter()
+        .flat_map(|write| write.fixes.iter().map(|fix| ((write.device_id, fix.captured_at), fix)))
+        .collect();
+    stored
+        .into_iter()
+        .filter_map(|row| {
+            let fix = fixes.get(&(row.device_id, row.captured_at))?;
+            Some(LocationNotice {
+                id: row.id,
+                group_id: row.group_id,
+                event: LocationEvent {
+                    device_id: row.device_id,
+                    latitude: fix.latitude,
+                    longitude: fix.longitude,
+                    accuracy: fix.accuracy,
+                    timestamp: row.captured_at,
+                    altitude: fix.altitude,
+                    bearing: fix.bearing,
+                    speed: fix.speed,
+                    provider: fix.provider.clone(),
+                    battery_level: fix.battery_level,
+                    network_type: fix.network_type.clone(),
+                },
+            })
+        })
+        .collect()
 }
 
 /// A statement that failed for one upload alone: its device was deleted meanwhile (404), or

@@ -212,6 +212,7 @@ impl Hub {
                     group.publish(Arc::new(event), &self.settings);
                 }
             }
+            LiveNotice::Resync => self.interrupted(),
             LiveNotice::Member(notice) => {
                 let Some(group) = self.group(&notice.group_id) else { return };
                 let event = Event::new(

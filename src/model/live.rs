@@ -2,8 +2,8 @@
 //! and the notices replicas receive them as.
 //!
 //! A notice is what PostgreSQL delivers on the channel `pm_live` when a transaction commits: a
-//! batch of stored fixes (from the upload statement) or a membership change (from the trigger
-//! on `devices`, migration 0012). Both carry the group they concern and an id that is the same
+//! batch of stored fixes (sent by the replica that stored them, once they are committed) or a
+//! membership change (from the trigger on `devices`, migration 0012). Both carry the group they concern and an id that is the same
 //! on every replica (`L` + the fix's row id, `M` + a sequence), so a client may resume on any.
 
 use chrono::{DateTime, Utc};
@@ -100,26 +100,29 @@ pub struct ResyncEvent {
 }
 
 /// One notice on the channel `pm_live`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LiveNotice {
-    /// The fixes one upload statement stored.
+    /// Fixes one upload statement stored.
     Locations(LocationNotices),
     /// One membership change.
     Member(MemberNotice),
+    /// Fixes were stored whose notices could not be sent (a publisher that fell behind or lost
+    /// its connection): every stream must start over.
+    Resync,
 }
 
 /// Fixes one statement stored (a part of them: notices stay below NOTIFY's 8000 bytes).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LocationNotices {
-    /// The statement's clock when it built the notice, in microseconds since the epoch: the
-    /// start of the fan-out latency.
+    /// When the statement committed, in microseconds since the epoch (the storing replica's
+    /// clock): the start of the fan-out latency.
     pub stored_at: i64,
     pub fixes: Vec<LocationNotice>,
 }
 
 /// One stored fix, with the group it is news for.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LocationNotice {
     /// The row's id in `locations`.
     pub id: i64,
@@ -129,7 +132,7 @@ pub struct LocationNotice {
 }
 
 /// One membership change, with the group it is news for.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemberNotice {
     /// From the sequence `live_member_event_seq`.
     pub id: i64,
@@ -160,5 +163,9 @@ mod tests {
         let LiveNotice::Member(notice) = serde_json::from_str(member).unwrap() else { panic!("member") };
         assert_eq!(notice.event.change, MemberChange::Left);
         assert_eq!(serde_json::to_value(&notice.event).unwrap().get("member"), None);
+
+        assert_eq!(serde_json::from_str::<LiveNotice>(r#""resync""#).unwrap(), LiveNotice::Resync);
+        let round_trip = serde_json::to_string(&LiveNotice::Locations(notices.clone())).unwrap();
+        assert_eq!(serde_json::from_str::<LiveNotice>(&round_trip).unwrap(), LiveNotice::Locations(notices));
     }
 }

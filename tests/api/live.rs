@@ -359,3 +359,16 @@ async fn streams_are_measured() {
         assert!(metrics.contains(line), "{line} in /metrics");
     }
 }
+
+#[tokio::test]
+async fn a_replica_that_could_not_publish_makes_every_stream_start_over() {
+    let app = TestApp::spawn().await;
+    let family = Family::new(&app).await;
+    let mut stream = family.alice.1.open_stream(&family.group, None).await;
+    stream.next_event(PATIENCE).await;
+    // What a publisher that fell behind, or lost its connection, sends once it can.
+    sqlx::query("SELECT pg_notify('pm_live', '\"resync\"')").execute(&app.pool).await.unwrap();
+    let resync = stream.next_event(PATIENCE).await;
+    assert_eq!((resync.event.as_str(), resync.json()), ("resync", json!({"reason": "interrupted"})));
+    assert_eq!(stream.next_event(PATIENCE).await.event, "snapshot");
+}
