@@ -58,7 +58,8 @@ SERVER_PID=""
 DB_NAME="pm_contract_$$"
 DB_URL="postgres://postgres@127.0.0.1:5432/$DB_NAME"
 BASE_URL=""
-API_KEY=""       # a standard key, as a phone app has: the Kotlin smoke test
+API_KEY=""       # a `full` key (the Kotlin smoke test's key administration checks)
+APP_KEY=""       # an `app` key, as an app build ships: the Kotlin smoke test's phones
 ADMIN_KEY=""     # an admin key, so the fuzzer reaches /api/v1/admin/* beyond the 403
 
 postgres_ready() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
@@ -129,9 +130,10 @@ start_server() {
     return 1
   fi
   API_KEY=$("$bin" keys create --name contract --json | json_field key) || return 1
+  APP_KEY=$("$bin" keys create --name contract-app --scope app --json | json_field key) || return 1
   ADMIN_KEY=$("$bin" keys create --name contract-admin --admin --json | json_field key) || return 1
-  [ -n "$API_KEY" ] && [ -n "$ADMIN_KEY" ] || return 1
-  note "API keys created: standard ${API_KEY:0:8}..., admin ${ADMIN_KEY:0:8}..."
+  [ -n "$API_KEY" ] && [ -n "$APP_KEY" ] && [ -n "$ADMIN_KEY" ] || return 1
+  note "API keys created: full ${API_KEY:0:8}..., app ${APP_KEY:0:8}..., admin ${ADMIN_KEY:0:8}..."
 }
 
 # --- steps ----------------------------------------------------------------------------------
@@ -143,7 +145,7 @@ step breaking-selftest contract/breaking-selftest.sh
 step breaking contract/breaking-check.sh
 if step server start_server; then
   step fuzz contract/fuzz.sh "$BASE_URL" "$ADMIN_KEY"
-  step kotlin-smoke contract/kotlin-smoke/run.sh "$BASE_URL" "$API_KEY" "$DB_URL"
+  step kotlin-smoke contract/kotlin-smoke/run.sh "$BASE_URL" "$API_KEY" "$APP_KEY" "$DB_URL"
   errors=$(grep -c ' ERROR ' "$WORK_DIR/server.log" || true)
   [ "$errors" -eq 0 ] || note "the server logged $errors ERROR line(s): contract/.work/server.log"
 else

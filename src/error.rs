@@ -39,10 +39,8 @@ impl FieldError {
     "details": [{"field": "latitude", "message": "must be between -90 and 90"}]
 }))]
 pub struct ErrorBody {
-    /// Machine-readable code: `validation_error`, `unauthorized`, `forbidden`, `not_found`,
-    /// `method_not_allowed`, `not_acceptable`, `request_timeout`, `conflict`, `payload_too_large`,
-    /// `unsupported_media_type`, `idempotency_key_reused`, `rate_limit_exceeded`,
-    /// `service_unavailable` or `internal_error`.
+    // Documented by `error_code_schema`: one of ERROR_CODES, an open set.
+    #[schema(schema_with = error_code_schema)]
     pub error: &'static str,
     /// Human-readable explanation.
     pub message: String,
@@ -52,6 +50,49 @@ pub struct ErrorBody {
     /// Seconds until the client may retry; present on 429 only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
+}
+
+/// Every `error` code the service answers, with its status: the documented values of
+/// [`ErrorBody::error`]. The set is open: a new situation may add a code within v1 (clients
+/// treat an unknown code by its status), so the document lists them as an extensible enum, not a
+/// closed `enum` (see docs/decisions.md).
+pub const ERROR_CODES: [(&str, StatusCode); 14] = [
+    ("validation_error", StatusCode::BAD_REQUEST),
+    ("unauthorized", StatusCode::UNAUTHORIZED),
+    ("forbidden", StatusCode::FORBIDDEN),
+    ("not_found", StatusCode::NOT_FOUND),
+    ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
+    ("not_acceptable", StatusCode::NOT_ACCEPTABLE),
+    ("request_timeout", StatusCode::REQUEST_TIMEOUT),
+    ("conflict", StatusCode::CONFLICT),
+    ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE),
+    ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+    ("idempotency_key_reused", StatusCode::UNPROCESSABLE_ENTITY),
+    ("rate_limit_exceeded", StatusCode::TOO_MANY_REQUESTS),
+    ("internal_error", StatusCode::INTERNAL_SERVER_ERROR),
+    ("service_unavailable", StatusCode::SERVICE_UNAVAILABLE),
+];
+
+/// `ErrorBody.error`: a string whose current values are listed twice, as JSON Schema `examples`
+/// (the standard keyword, which Swagger UI shows) and as `x-extensible-enum` (the marker that
+/// says "these values, and possibly others later"; Zalando's API guideline 112, which
+/// `scripts/generate-clients.sh` turns into an enum with an unknown case for the Kotlin client).
+/// Not `enum`: a closed list would make every new code a breaking change.
+fn error_code_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::{Type, extensions::Extensions, schema::ObjectBuilder};
+    let codes = ERROR_CODES.map(|(code, _)| code);
+    let listed: Vec<String> =
+        ERROR_CODES.iter().map(|(code, status)| format!("`{code}` ({})", status.as_u16())).collect();
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(format!(
+            "Extensible enum: the machine-readable code, one of {} today. A new situation may add \
+             a code within v1: handle an unknown code by the response's status.",
+            listed.join(", ")
+        )))
+        .examples(codes)
+        .extensions(Some(Extensions::from_iter([("x-extensible-enum", codes.to_vec())])))
+        .build()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -310,6 +351,59 @@ mod tests {
             body_json(err),
             serde_json::json!({"error": "internal_error", "message": "An unexpected error occurred"})
         );
+    }
+
+    /// One error of each variant (the `match` fails to compile when a variant is added without
+    /// being listed here).
+    fn one_of_each() -> Vec<ApiError> {
+        let all = vec![
+            ApiError::invalid(Vec::new()),
+            ApiError::Unauthorized,
+            ApiError::UnauthorizedDevice(String::new()),
+            ApiError::Forbidden(String::new()),
+            ApiError::NotFound(String::new()),
+            ApiError::MethodNotAllowed,
+            ApiError::Conflict(String::new()),
+            ApiError::PayloadTooLarge { limit_bytes: None },
+            ApiError::UnsupportedMediaType(String::new()),
+            ApiError::NotAcceptable(String::new()),
+            ApiError::IdempotencyKeyReused(String::new()),
+            ApiError::RateLimited { limit: 1, per: "minute", retry_after: 1, reset_after: 1 },
+            ApiError::TooManyStreams { limit: 1, per: "device", retry_after: 1 },
+            ApiError::RequestTimeout(String::new()),
+            ApiError::ServiceUnavailable(String::new()),
+            ApiError::Internal(anyhow::anyhow!("x")),
+        ];
+        for error in &all {
+            match error {
+                ApiError::Validation { .. }
+                | ApiError::Unauthorized
+                | ApiError::UnauthorizedDevice(_)
+                | ApiError::Forbidden(_)
+                | ApiError::NotFound(_)
+                | ApiError::MethodNotAllowed
+                | ApiError::Conflict(_)
+                | ApiError::PayloadTooLarge { .. }
+                | ApiError::UnsupportedMediaType(_)
+                | ApiError::NotAcceptable(_)
+                | ApiError::IdempotencyKeyReused(_)
+                | ApiError::RateLimited { .. }
+                | ApiError::TooManyStreams { .. }
+                | ApiError::RequestTimeout(_)
+                | ApiError::ServiceUnavailable(_)
+                | ApiError::Internal(_) => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn the_documented_codes_are_exactly_the_answered_ones() {
+        let answered: std::collections::BTreeSet<(&str, u16)> =
+            one_of_each().iter().map(|e| (e.code(), e.status().as_u16())).collect();
+        let documented: std::collections::BTreeSet<(&str, u16)> =
+            ERROR_CODES.iter().map(|(code, status)| (*code, status.as_u16())).collect();
+        assert_eq!(answered, documented);
     }
 
     #[test]

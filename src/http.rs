@@ -101,12 +101,10 @@ pub fn app(state: AppState, spec: utoipa::openapi::OpenApi) -> Router {
         .layer(Extension(BodyLimit(body_limit)))
         .layer(RequestDecompressionLayer::new())
         .layer(RequestBodyLimitLayer::new(body_limit))
-        // Outermost first: the request id exists before the span that logs it; CORS answers
-        // preflights before anything asks for a key.
+        // Outermost first: CORS answers preflights before anything asks for a key. (The
+        // request id is set further out, below.)
         .layer(
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(request_log::make_span)
@@ -132,9 +130,13 @@ pub fn app(state: AppState, spec: utoipa::openapi::OpenApi) -> Router {
 
     // Router::layer wraps each route separately; the concurrency cap must be one for the whole
     // service, so it wraps the routed service as a single fallback. Beyond the cap, requests
-    // are refused at once (503) rather than queued behind a slow backlog.
+    // are refused at once (503) rather than queued behind a slow backlog. The request id is
+    // set outside even that, so that every response carries `X-Request-ID` (the 503 at capacity
+    // too), and it exists before the span that logs the request.
     Router::new().fallback_service(routed).layer(
         ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::x_request_id())
             .layer(HandleErrorLayer::new(|_: BoxError| async {
                 ApiError::ServiceUnavailable("The server is at capacity; retry shortly".into())
             }))

@@ -12,9 +12,9 @@ use crate::{
     headers,
     http::{
         self,
-        docs::{responses, tags},
+        docs::{self, responses, tags},
     },
-    model::{LocationEvent, MemberChange, MemberEvent, ResyncEvent, ResyncReason},
+    model::{LocationEvent, MemberChange, MemberEvent, Order, ResyncEvent, ResyncReason},
 };
 
 #[derive(OpenApi)]
@@ -50,8 +50,19 @@ use crate::{
         (name = tags::PRIVACY, description = "Data export and erasure (GDPR); audited"),
     ),
     components(
-        // The live stream's event payloads (text/event-stream has no JSON schema of its own).
-        schemas(ErrorBody, FieldError, LocationEvent, MemberEvent, MemberChange, ResyncEvent, ResyncReason),
+        // The live stream's event payloads (text/event-stream has no JSON schema of its own),
+        // and schemas that only parameters refer to (utoipa-axum collects those of bodies and
+        // responses by itself, not those of `IntoParams`).
+        schemas(
+            ErrorBody,
+            FieldError,
+            LocationEvent,
+            MemberEvent,
+            MemberChange,
+            ResyncEvent,
+            ResyncReason,
+            Order
+        ),
         responses(
             responses::ValidationFailed,
             responses::Unauthorized,
@@ -104,6 +115,8 @@ impl Modify for ApiKeyScheme {
 pub fn spec() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(http::router().into_openapi());
+    docs::declare_response_headers(&mut doc);
+    http::routes::live::document_event_data(&mut doc);
     doc
 }
 

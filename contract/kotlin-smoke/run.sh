@@ -2,7 +2,10 @@
 # Compiles the generated Kotlin client (clients/kotlin) with kotlinc and runs Smoke.kt against a
 # live server; then checks in the database that the retried batch stored no duplicate rows.
 #
-#   contract/kotlin-smoke/run.sh BASE_URL API_KEY DATABASE_URL
+#   contract/kotlin-smoke/run.sh BASE_URL API_KEY APP_KEY DATABASE_URL
+#
+# API_KEY is a `full` key, APP_KEY an `app` key (what an app build ships; the phones of the
+# smoke test register with it and then act with their device tokens).
 #
 # The build proves what an Android app on Kotlin 2.2 needs:
 #   1. the client compiled by kotlinc 2.4 with the options of clients/kotlin/build.gradle.kts
@@ -23,13 +26,14 @@ set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 cd "$REPO_ROOT"
 
-if [ $# -ne 3 ]; then
-  echo "usage: $0 BASE_URL API_KEY DATABASE_URL" >&2
+if [ $# -ne 4 ]; then
+  echo "usage: $0 BASE_URL API_KEY APP_KEY DATABASE_URL" >&2
   exit 64
 fi
 base_url="$1"
 api_key="$2"
-database_url="$3"
+app_key="$3"
+database_url="$4"
 
 ensure_java
 ensure_node_tools
@@ -114,20 +118,21 @@ fi
 
 # The app's runtime: the 2.2.21 stdlib, the client built by 2.4.
 set +e
-java -cp "$BUILD/smoke.jar:$BUILD/client.jar:$K22/lib/kotlin-stdlib.jar:$libs" com.phonemanager.smoke.SmokeKt "$base_url" "$api_key" |
+java -cp "$BUILD/smoke.jar:$BUILD/client.jar:$K22/lib/kotlin-stdlib.jar:$libs" com.phonemanager.smoke.SmokeKt "$base_url" "$api_key" "$app_key" |
   tee "$BUILD/output.txt"
 status=${PIPESTATUS[0]}
 set -e
 [ "$status" -eq 0 ] || exit "$status"
 
-# The batch was sent twice with one Idempotency-Key: the database must hold its 3 fixes once.
+# A stored 2 fixes (its single upload, the live stream's); B 4: its batch, sent twice with one
+# Idempotency-Key and once more with another, must be there once, plus the live stream's fix.
 read -r _ group device_a device_b < <(grep '^SMOKE_DEVICES ' "$BUILD/output.txt")
 count() { psql "$database_url" -X -q -t -A -c "SELECT count(*) FROM locations WHERE device_id = '$1'"; }
 rows_a=$(count "$device_a")
 rows_b=$(count "$device_b")
-if [ "$rows_a" = 1 ] && [ "$rows_b" = 3 ]; then
-  note "ok   database: group $group holds 1 + 3 location rows (the replayed batch stored nothing)"
+if [ "$rows_a" = 2 ] && [ "$rows_b" = 4 ]; then
+  note "ok   database: group $group holds 2 + 4 location rows (the replayed and the resent batch stored nothing)"
 else
-  note "FAIL database: expected 1 row for $device_a and 3 for $device_b, found $rows_a and $rows_b"
+  note "FAIL database: expected 2 rows for $device_a and 4 for $device_b, found $rows_a and $rows_b"
   exit 1
 fi

@@ -86,16 +86,11 @@ pub mod responses {
     pub struct UnsupportedMediaType(pub ErrorBody);
 
     /// Too many requests for this API key (100/minute for standard keys, 1000/minute for admin
-    /// keys, 10 data exports/hour); retry after `retry_after` seconds.
+    /// keys, 10 data exports/hour); retry after `retry_after` seconds. Its headers are declared
+    /// by [`super::declare_response_headers`].
     #[derive(ToResponse)]
     #[response(
         example = json!({"error": "rate_limit_exceeded", "message": "Rate limit of 100 requests/minute exceeded", "retry_after": 45}),
-        headers(
-            ("Retry-After" = u64, description = "Seconds to wait before retrying"),
-            ("X-RateLimit-Limit" = u32, description = "Requests allowed per period"),
-            ("X-RateLimit-Remaining" = u32, description = "Requests left now (0)"),
-            ("X-RateLimit-Reset" = u64, description = "Seconds until the full limit is available again"),
-        )
     )]
     pub struct RateLimited(pub ErrorBody);
 
@@ -114,6 +109,150 @@ pub mod responses {
     #[derive(ToResponse)]
     #[response(example = json!({"error": "internal_error", "message": "An unexpected error occurred"}))]
     pub struct InternalError(pub ErrorBody);
+}
+
+/// The response headers the service adds beyond the standard ones, as the document names them,
+/// with what they say. Only the headers every response of a kind carries are declared, so that a
+/// client may rely on what the document promises.
+pub mod response_headers {
+    /// On every response ([`crate::http::app`] sets it outside everything else).
+    pub const REQUEST_ID: &str = "X-Request-ID";
+    /// On every response to a request that passed authentication, among them every 2xx of an
+    /// authenticated operation and its 429.
+    pub const RATE_LIMIT_LIMIT: &str = "X-RateLimit-Limit";
+    pub const RATE_LIMIT_REMAINING: &str = "X-RateLimit-Remaining";
+    pub const RATE_LIMIT_RESET: &str = "X-RateLimit-Reset";
+    /// On a 429.
+    pub const RETRY_AFTER: &str = "Retry-After";
+    /// On a replayed answer to an upload with an `Idempotency-Key`.
+    pub const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
+}
+
+/// Declares the response headers of [`response_headers`] where they are sent, which utoipa's
+/// attributes can only do one response at a time: `X-Request-ID` on every response (of every
+/// operation, and of every reusable response); `X-RateLimit-Limit`, `-Remaining` and `-Reset` on
+/// every 2xx of an operation that needs an API key, and with `Retry-After` on the 429;
+/// `Idempotent-Replayed` on the 2xx of every operation that takes an `Idempotency-Key`.
+/// Other answers to authenticated requests (a 404, a 400 from the handler) carry the rate-limit
+/// headers as well, but not all of them do (not a 401, nor a 408 or 413 answered before the key
+/// is checked), and a reusable response is shared with operations without a key, so those
+/// responses do not declare them.
+pub fn declare_response_headers(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::{
+        ToResponse,
+        openapi::{
+            RefOr,
+            path::{Operation, ParameterIn},
+        },
+    };
+
+    let components = doc.components.get_or_insert_with(Default::default);
+    let (rate_limited, _) = responses::RateLimited::response();
+    for (name, response) in components.responses.iter_mut() {
+        let RefOr::T(response) = response else { continue };
+        response.headers.extend([request_id()]);
+        if name == rate_limited {
+            response.headers.extend(rate_limit());
+            response.headers.extend([retry_after()]);
+        }
+    }
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let Operation { security, parameters, responses, .. } = operation;
+            let authenticated = security.as_ref().is_some_and(|ways| !ways.is_empty());
+            let idempotent = parameters.iter().flatten().any(|parameter| {
+                parameter.parameter_in == ParameterIn::Header
+                    && parameter.name.eq_ignore_ascii_case(crate::headers::IDEMPOTENCY_KEY)
+            });
+            for (status, response) in responses.responses.iter_mut() {
+                // References point into the components, handled above.
+                let RefOr::T(response) = response else { continue };
+                response.headers.extend([request_id()]);
+                if status.starts_with('2') {
+                    if authenticated {
+                        response.headers.extend(rate_limit());
+                    }
+                    if idempotent {
+                        response.headers.extend([idempotent_replayed()]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn header(
+    description: &str,
+    schema: utoipa::openapi::schema::ObjectBuilder,
+) -> utoipa::openapi::header::Header {
+    utoipa::openapi::header::HeaderBuilder::new()
+        .schema(schema.build())
+        .description(Some(description))
+        .build()
+}
+
+fn seconds_or_count(minimum: u32) -> utoipa::openapi::schema::ObjectBuilder {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::Integer)
+        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64)))
+        .minimum(Some(minimum))
+}
+
+fn request_id() -> (String, utoipa::openapi::header::Header) {
+    let text = utoipa::openapi::schema::ObjectBuilder::new().schema_type(utoipa::openapi::Type::String);
+    let description = "The request's id: the `X-Request-ID` the request carried, or a new UUID. Sent \
+        with every response; every log line of the request carries it, so quote it when reporting \
+        a problem.";
+    (response_headers::REQUEST_ID.into(), header(description, text))
+}
+
+fn rate_limit() -> [(String, utoipa::openapi::header::Header); 3] {
+    [
+        (
+            response_headers::RATE_LIMIT_LIMIT.into(),
+            header(
+                "Requests allowed per period by the narrowest limit this request counted against \
+                 (per key or per device a minute; data exports an hour; registrations through an \
+                 `app` key per client address).",
+                seconds_or_count(0),
+            ),
+        ),
+        (
+            response_headers::RATE_LIMIT_REMAINING.into(),
+            header(
+                "Requests left of that limit now (0 when it is the one that refused the request).",
+                seconds_or_count(0),
+            ),
+        ),
+        (
+            response_headers::RATE_LIMIT_RESET.into(),
+            header("Seconds until that limit is whole again.", seconds_or_count(0)),
+        ),
+    ]
+}
+
+fn retry_after() -> (String, utoipa::openapi::header::Header) {
+    let description = "Seconds to wait before retrying (also `retry_after` in the body).";
+    (response_headers::RETRY_AFTER.into(), header(description, seconds_or_count(1)))
+}
+
+fn idempotent_replayed() -> (String, utoipa::openapi::header::Header) {
+    let only_true = utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(["true"]));
+    let description = "`true` when this is the stored first answer to an earlier request with the \
+        same `Idempotency-Key` (nothing was stored again); absent otherwise.";
+    (response_headers::IDEMPOTENT_REPLAYED.into(), header(description, only_true))
 }
 
 /// The errors every authenticated operation can answer: no valid key, the request took too long,

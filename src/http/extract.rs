@@ -281,14 +281,16 @@ pub fn validate(rules: impl FnOnce() -> Result<(), validator::ValidationErrors>)
     tracing::info_span!("validate").in_scope(rules).map_err(ApiError::from)
 }
 
-/// An optional JSON body that must pass its `validator` rules when present: an empty body is
-/// `None` (the endpoint's defaults apply); anything else must be JSON, as for [`ValidJson`].
+/// An optional JSON body that must pass its `validator` rules when present: an empty body, or
+/// the JSON `null` (which the document allows, and some generated clients send for an omitted
+/// body), is `None` (the endpoint's defaults apply); anything else must be JSON, as for
+/// [`ValidJson`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OptionalJson<T>(pub Option<T>);
 
 impl<T, S> FromRequest<S> for OptionalJson<T>
 where
-    T: JsonBody + Validate,
+    T: DeserializeOwned + Validate,
     S: Send + Sync,
 {
     type Rejection = ApiError;
@@ -303,8 +305,11 @@ where
         if declared_empty || (untyped && !req.headers().contains_key(header::TRANSFER_ENCODING)) {
             return Ok(OptionalJson(None));
         }
-        let ValidJson(value) = ValidJson::<T>::from_request(req, state).await?;
-        Ok(OptionalJson(Some(value)))
+        let AppJson(value) = AppJson::<Option<T>>::from_request(req, state).await?;
+        if let Some(value) = &value {
+            validate(|| value.validate())?;
+        }
+        Ok(OptionalJson(value))
     }
 }
 

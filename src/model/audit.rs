@@ -38,10 +38,23 @@ pub struct AuditEntry {
     pub action: String,
     pub resource_type: String,
     pub resource_id: Option<String>,
+    // Documented by `metadata_schema` (utoipa takes no doc comment with `schema_with`).
+    #[schema(schema_with = metadata_schema)]
     pub metadata: Option<serde_json::Value>,
     // The client address as text (`host(inet)`).
     pub ip_address: Option<String>,
     pub created_at: DateTime<Utc>,
+}
+
+/// `AuditEntry.metadata`: a free-form JSON object, so that generated clients get a map of JSON
+/// values instead of an untyped `Any`.
+fn metadata_schema() -> utoipa::openapi::schema::Object {
+    super::schema::free_form_object_or_null(
+        "Details of the action: a JSON object whose keys depend on `action` (e.g. \
+         `devices.purge_inactive`: `older_than_days`, `deleted_count`, `device_ids`; \
+         `access.refused`: `attempted`), `{}` when there are none; null for entries recorded \
+         without. Keys may be added to any action.",
+    )
 }
 
 /// Which entries an audit listing returns: newest first, every filter optional.

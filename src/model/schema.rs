@@ -24,3 +24,19 @@ pub fn flattened(mut outer: Object, inner: Object) -> Object {
     outer.required.extend(inner.required);
     outer
 }
+
+/// A JSON object whose keys and values are free (any JSON value), or null: what a
+/// `serde_json::Value` column holds. utoipa documents `serde_json::Value` as `{}` (anything),
+/// which generators turn into an untyped `Any`; `type: object` with `additionalProperties: true`
+/// is a map of JSON values to them (`Map<String, JsonElement>` in Kotlin, `dict` in Python).
+pub fn free_form_object_or_null(description: &str) -> Object {
+    use utoipa::openapi::{
+        Type,
+        schema::{AdditionalProperties, ObjectBuilder, SchemaType},
+    };
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+        .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+        .description(Some(description))
+        .build()
+}

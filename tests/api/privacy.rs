@@ -189,6 +189,19 @@ mod invites {
         let full = app.client().await;
         assert_eq!(full.register(body(None)).await.status(), StatusCode::OK);
 
+        // No body, or the JSON null the document allows, means the defaults: one use.
+        let path = "/api/v1/groups/family/invites";
+        let no_body = alice.api.request(reqwest::Method::POST, path).await;
+        let null = alice.api.post_body(path, "null").header("Content-Type", "application/json").await;
+        for response in [no_body, null] {
+            assert_eq!(response.status(), StatusCode::CREATED);
+            assert_eq!(json_body(response).await["max_uses"], 1);
+        }
+        // Integral numbers are integers, as JSON Schema says (and every other endpoint takes them).
+        let integral = alice.api.post_json(path, &json!({"max_uses": 2.0, "expires_in_hours": 123.0})).await;
+        assert_eq!(integral.status(), StatusCode::CREATED);
+        assert_eq!(json_body(integral).await["max_uses"], 2);
+
         // Bounds of an invitation.
         for bad in [json!({"max_uses": 0}), json!({"max_uses": 21}), json!({"expires_in_hours": 169})] {
             let response = alice.api.post_json("/api/v1/groups/family/invites", &bad).await;

@@ -164,6 +164,8 @@ async fn beyond_the_concurrency_cap_requests_get_503_at_once() {
     let refused = app.anonymous().get("/api/health/live").await;
     // Queued, it would wait for the holder's 5 s timeout.
     assert!(started.elapsed() < Duration::from_secs(3), "refused at once, not queued");
+    // Refused outside everything else, it still carries a request id, as every response does.
+    assert!(refused.headers().contains_key("x-request-id"), "{:?}", refused.headers());
     let body = assert_error(refused, StatusCode::SERVICE_UNAVAILABLE, "service_unavailable").await;
     assert!(body["message"].as_str().unwrap().contains("capacity"));
     let held = holder.await.unwrap();

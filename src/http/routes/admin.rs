@@ -134,7 +134,7 @@ pub struct AuditQuery {
     /// Page size, 1–200 (default 50).
     #[validate(range(min = 1, max = 200, message = "must be between 1 and 200"))]
     #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<i64>,
+    pub limit: Option<i32>,
     /// `next_cursor` of the previous page.
     #[param(pattern = "^[1-9][0-9]{0,17}$")]
     pub cursor: Option<String>,
@@ -182,7 +182,7 @@ pub async fn list_audit_entries(
         since: query.since,
         until: query.until,
         before_id: None,
-        limit: query.limit.unwrap_or(50),
+        limit: query.limit.map_or(50, i64::from),
     };
     Ok(AppJson(state.admin.audit(filter, query.cursor.as_deref()).await?))
 }

@@ -13,7 +13,7 @@ use crate::{
     error::{ApiError, ApiResult},
     http::{
         docs::{AuthenticatedErrors, responses, tags},
-        extract::{AppJson, AppPath, Caller, OptionalJson, ValidJson, ValidQuery},
+        extract::{AppJson, AppPath, Caller, OptionalJson, ValidJson, ValidQuery, integer},
     },
     model::{Device, GroupListing, Invite, Platform, Registration},
     state::AppState,
@@ -274,10 +274,13 @@ pub async fn renew_device_token(
 #[schema(example = json!({"max_uses": 1, "expires_in_hours": 24}))]
 pub struct CreateInviteRequest {
     /// Devices that may join with it, 1–20 (default 1).
+    // Integral numbers such as `3.0` are integers too (JSON Schema), as everywhere else.
+    #[serde(default, deserialize_with = "integer::option::deserialize")]
     #[validate(range(min = 1, max = 20, message = "must be between 1 and 20"))]
     #[schema(minimum = 1, maximum = 20)]
     pub max_uses: Option<i32>,
     /// Hours until it stops working, 1–168 (default 24).
+    #[serde(default, deserialize_with = "integer::option::deserialize")]
     #[validate(range(min = 1, max = 168, message = "must be between 1 and 168"))]
     #[schema(minimum = 1, maximum = 168)]
     pub expires_in_hours: Option<u32>,

@@ -118,7 +118,7 @@ pub struct HistoryResponse {
         (status = 200, description = "The trail, as a page of JSON or as a download",
             content(
                 (HistoryResponse = "application/json"),
-                (String = "application/geo+json",
+                (Object = "application/geo+json",
                     example = json!({"type": "FeatureCollection", "features": [
                         {"type": "Feature", "geometry": {"type": "LineString", "coordinates": [[11.5753, 48.1371], [11.5755, 48.1374]]},
                          "properties": {"device_id": "550e8400-e29b-41d4-a716-446655440000", "fix_count": 2, "distance_m": 37.2}},

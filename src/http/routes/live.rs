@@ -49,12 +49,14 @@ const LAST_EVENT_ID_MAX: usize = 40;
 /// credentials stop giving access to the group (the device deactivated or moved, its token
 /// replaced, the key deactivated); reconnecting then answers 401 or 404.
 ///
+/// The `text/event-stream` answer names the schema of each event's `data` in `x-event-data`.
+///
 /// Access is the listing's: a member's device token (its own group only; any other group is
 /// 404), or a `full` key. At most 3 streams per device and 100 per `full` key without a device
 /// token are open at once by default (429 with `Retry-After` beyond).
 #[utoipa::path(
     get,
-    path = "/api/v1/groups/{group_id}/stream",
+    path = STREAM_ROUTE,
     tag = tags::LIVE,
     security(("api_key" = [], "device_token" = []), ("api_key" = [])),
     params(
@@ -127,4 +129,51 @@ fn accepts_event_stream(request_headers: &HeaderMap) -> ApiResult<()> {
     } else {
         Err(ApiError::NotAcceptable("The live stream is text/event-stream (Server-Sent Events)".into()))
     }
+}
+
+/// The route as the document names it.
+pub const STREAM_ROUTE: &str = "/api/v1/groups/{group_id}/stream";
+
+/// Names the schema of each event's `data` on the stream's `text/event-stream` answer, as
+/// `x-event-data: {<event name>: {"$ref": <schema>}}`. OpenAPI 3.1 cannot describe the items of
+/// an event stream (3.2's `itemSchema` will); without this the payload schemas are referenced
+/// from nowhere, and a client generated for the operations of a tag leaves them out.
+pub fn document_event_data(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::{
+        ToSchema,
+        openapi::{Ref, extensions::Extensions},
+    };
+
+    use crate::{
+        infra::live::EventKind,
+        model::{GroupListing, LocationEvent, MemberEvent, ResyncEvent},
+    };
+
+    let data: serde_json::Map<String, serde_json::Value> = [
+        (EventKind::Snapshot, GroupListing::name()),
+        (EventKind::Location, LocationEvent::name()),
+        (EventKind::Member, MemberEvent::name()),
+        (EventKind::Resync, ResyncEvent::name()),
+    ]
+    .into_iter()
+    .map(|(kind, schema)| {
+        let reference = Ref::from_schema_name(schema);
+        (kind.name().to_owned(), serde_json::to_value(reference).expect("a reference serializes"))
+    })
+    .collect();
+    let stream = doc
+        .paths
+        .paths
+        .get_mut(STREAM_ROUTE)
+        .and_then(|item| item.get.as_mut())
+        .and_then(|operation| operation.responses.responses.get_mut("200"))
+        .and_then(|response| match response {
+            utoipa::openapi::RefOr::T(response) => response.content.get_mut("text/event-stream"),
+            utoipa::openapi::RefOr::Ref(_) => None,
+        })
+        .expect("the stream's 200 answers text/event-stream");
+    stream
+        .extensions
+        .get_or_insert_with(Extensions::default)
+        .insert("x-event-data".into(), serde_json::Value::Object(data));
 }

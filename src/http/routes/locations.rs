@@ -220,7 +220,7 @@ impl<'a> ValidateArgs<'a> for UploadLocationBatchRequest {
     request_body = UploadLocationRequest,
     responses(
         (status = 200, description = "The fix was stored (or this is a replay)", body = UploadReceipt,
-            example = json!({"success": true, "processed_count": 1})),
+            example = json!({"success": true, "processed_count": 1, "stored_count": 1, "duplicate_count": 0, "expired_count": 0})),
         (status = 400, response = responses::ValidationFailed),
         (status = 403, response = responses::Forbidden),
         (status = 404, response = responses::DeviceNotRegistered),
@@ -290,8 +290,11 @@ pub async fn upload_location_batch(
 pub struct IdempotencyHeader {
     /// Makes retries safe: 1–255 visible ASCII characters, e.g. a UUID generated per upload.
     /// The first successful answer is kept for 24 h and replayed to the same API key.
+    // A header is present or absent, never null: documented as an optional string.
     #[param(
         rename = "Idempotency-Key",
+        value_type = String,
+        required = false,
         example = "3f1c2b7e-6d9a-4d43-9a61-0b7f3c9e2a11",
         min_length = 1,
         max_length = 255,

@@ -27,9 +27,12 @@ import java.io.IOException
 import okhttp3.Call
 import okhttp3.HttpUrl
 
+import com.phonemanager.client.models.CreateInviteRequest
 import com.phonemanager.client.models.DeviceListResponse
 import com.phonemanager.client.models.DeviceResponse
-import com.phonemanager.client.models.ErrorBody
+import com.phonemanager.client.models.DeviceTokenResponse
+import com.phonemanager.client.models.ErrorResponse
+import com.phonemanager.client.models.InviteResponse
 import com.phonemanager.client.models.RegisterDeviceRequest
 
 import kotlinx.serialization.SerialName
@@ -61,9 +64,86 @@ open class DevicesApi(basePath: kotlin.String = defaultBasePath, client: Call.Fa
     }
 
     /**
+     * POST /api/v1/groups/{group_id}/invites
+     * Creates an invitation into a group.
+     * For a member: the device token of an active device of the group (or a &#x60;full&#x60; key). Answers a nine-character code to read out or send to the newcomer, who registers with it as &#x60;invite_code&#x60;; codes expire (24 h by default, at most 7 days) and admit &#x60;max_uses&#x60; devices (1 by default). The code is shown this once (only its hash is stored). Audited as &#x60;invite.create&#x60;.
+     * @param groupId 2–50 characters of &#x60;A-Z a-z 0-9 _ -&#x60;.
+     * @param createInviteRequest Optional; the defaults are one use and 24 hours (optional)
+     * @return InviteResponse
+     * @throws IllegalStateException If the request is not correctly configured
+     * @throws IOException Rethrows the OkHttp execute method exception
+     * @throws UnsupportedOperationException If the API returns an informational or redirection response
+     * @throws ClientException If the API returns a client error response
+     * @throws ServerException If the API returns a server error response
+     */
+    @Suppress("UNCHECKED_CAST")
+    @Throws(IllegalStateException::class, IOException::class, UnsupportedOperationException::class, ClientException::class, ServerException::class)
+    suspend fun createInvite(groupId: kotlin.String, createInviteRequest: CreateInviteRequest? = null) : InviteResponse = withContext(Dispatchers.IO) {
+        val localVarResponse = createInviteWithHttpInfo(groupId = groupId, createInviteRequest = createInviteRequest)
+
+        return@withContext when (localVarResponse.responseType) {
+            ResponseType.Success -> (localVarResponse as Success<*>).data as InviteResponse
+            ResponseType.Informational -> throw UnsupportedOperationException("Client does not support Informational responses.")
+            ResponseType.Redirection -> throw UnsupportedOperationException("Client does not support Redirection responses.")
+            ResponseType.ClientError -> {
+                val localVarError = localVarResponse as ClientError<*>
+                throw ClientException("Client error : ${localVarError.statusCode} ${localVarError.message.orEmpty()}", localVarError.statusCode, localVarResponse)
+            }
+            ResponseType.ServerError -> {
+                val localVarError = localVarResponse as ServerError<*>
+                throw ServerException("Server error : ${localVarError.statusCode} ${localVarError.message.orEmpty()} ${localVarError.body}", localVarError.statusCode, localVarResponse)
+            }
+        }
+    }
+
+    /**
+     * POST /api/v1/groups/{group_id}/invites
+     * Creates an invitation into a group.
+     * For a member: the device token of an active device of the group (or a &#x60;full&#x60; key). Answers a nine-character code to read out or send to the newcomer, who registers with it as &#x60;invite_code&#x60;; codes expire (24 h by default, at most 7 days) and admit &#x60;max_uses&#x60; devices (1 by default). The code is shown this once (only its hash is stored). Audited as &#x60;invite.create&#x60;.
+     * @param groupId 2–50 characters of &#x60;A-Z a-z 0-9 _ -&#x60;.
+     * @param createInviteRequest Optional; the defaults are one use and 24 hours (optional)
+     * @return ApiResponse<InviteResponse?>
+     * @throws IllegalStateException If the request is not correctly configured
+     * @throws IOException Rethrows the OkHttp execute method exception
+     */
+    @Suppress("UNCHECKED_CAST")
+    @Throws(IllegalStateException::class, IOException::class)
+    suspend fun createInviteWithHttpInfo(groupId: kotlin.String, createInviteRequest: CreateInviteRequest?) : ApiResponse<InviteResponse?> = withContext(Dispatchers.IO) {
+        val localVariableConfig = createInviteRequestConfig(groupId = groupId, createInviteRequest = createInviteRequest)
+
+        return@withContext request<CreateInviteRequest, InviteResponse>(
+            localVariableConfig
+        )
+    }
+
+    /**
+     * To obtain the request config of the operation createInvite
+     *
+     * @param groupId 2–50 characters of &#x60;A-Z a-z 0-9 _ -&#x60;.
+     * @param createInviteRequest Optional; the defaults are one use and 24 hours (optional)
+     * @return RequestConfig
+     */
+    fun createInviteRequestConfig(groupId: kotlin.String, createInviteRequest: CreateInviteRequest?) : RequestConfig<CreateInviteRequest> {
+        val localVariableBody = createInviteRequest
+        val localVariableQuery: MultiValueMap = mutableMapOf()
+        val localVariableHeaders: MutableMap<String, String> = mutableMapOf()
+        localVariableHeaders["Content-Type"] = "application/json"
+        localVariableHeaders["Accept"] = "application/json"
+
+        return RequestConfig(
+            method = RequestMethod.POST,
+            path = "/api/v1/groups/{group_id}/invites".replace("{"+"group_id"+"}", encodeURIComponent(groupId.toString())),
+            query = localVariableQuery,
+            headers = localVariableHeaders,
+            requiresAuthentication = true,
+            body = localVariableBody
+        )
+    }
+
+    /**
      * DELETE /api/v1/devices/{device_id}
      * Deactivates a device.
-     * The device leaves its group&#39;s listing and stops counting toward the group limit; its locations are kept, and registering again reactivates it. Deactivating an already inactive device also answers 204.
+     * The device leaves its group&#39;s listing, stops counting toward the group limit and its device token stops working; its locations are kept, and registering again (with its token, through an &#x60;app&#x60; key) reactivates it. Deactivating an already inactive device also answers 204. With an &#x60;app&#x60; key, only the device whose token is sent (404 for any other).
      * @param deviceId The device&#39;s UUID
      * @return void
      * @throws IllegalStateException If the request is not correctly configured
@@ -94,7 +174,7 @@ open class DevicesApi(basePath: kotlin.String = defaultBasePath, client: Call.Fa
     /**
      * DELETE /api/v1/devices/{device_id}
      * Deactivates a device.
-     * The device leaves its group&#39;s listing and stops counting toward the group limit; its locations are kept, and registering again reactivates it. Deactivating an already inactive device also answers 204.
+     * The device leaves its group&#39;s listing, stops counting toward the group limit and its device token stops working; its locations are kept, and registering again (with its token, through an &#x60;app&#x60; key) reactivates it. Deactivating an already inactive device also answers 204. With an &#x60;app&#x60; key, only the device whose token is sent (404 for any other).
      * @param deviceId The device&#39;s UUID
      * @return ApiResponse<Unit?>
      * @throws IllegalStateException If the request is not correctly configured
@@ -134,7 +214,7 @@ open class DevicesApi(basePath: kotlin.String = defaultBasePath, client: Call.Fa
     /**
      * GET /api/v1/devices
      * Lists the active devices of a group with where each last was.
-     * Sorted by display name, each with its newest location by capture time (&#x60;last_location&#x60;, null when it has none). Deactivated devices are left out; an unknown group gives an empty list.
+     * Sorted by display name as people read it (case and accents do not split the order), each with its newest location by capture time (&#x60;last_location&#x60;, null when it has none). Deactivated devices are left out; with a &#x60;full&#x60; key an unknown group gives an empty list. With an &#x60;app&#x60; key, only the group of the device whose token is sent (404 for any other).
      * @param groupId The group to list (2–50 characters of &#x60;A-Z a-z 0-9 _ -&#x60;).
      * @return DeviceListResponse
      * @throws IllegalStateException If the request is not correctly configured
@@ -166,7 +246,7 @@ open class DevicesApi(basePath: kotlin.String = defaultBasePath, client: Call.Fa
     /**
      * GET /api/v1/devices
      * Lists the active devices of a group with where each last was.
-     * Sorted by display name, each with its newest location by capture time (&#x60;last_location&#x60;, null when it has none). Deactivated devices are left out; an unknown group gives an empty list.
+     * Sorted by display name as people read it (case and accents do not split the order), each with its newest location by capture time (&#x60;last_location&#x60;, null when it has none). Deactivated devices are left out; with a &#x60;full&#x60; key an unknown group gives an empty list. With an &#x60;app&#x60; key, only the group of the device whose token is sent (404 for any other).
      * @param groupId The group to list (2–50 characters of &#x60;A-Z a-z 0-9 _ -&#x60;).
      * @return ApiResponse<DeviceListResponse?>
      * @throws IllegalStateException If the request is not correctly configured
@@ -210,7 +290,7 @@ open class DevicesApi(basePath: kotlin.String = defaultBasePath, client: Call.Fa
     /**
      * POST /api/v1/devices/register
      * Registers a device or updates its registration.
-     * Creates the device when &#x60;device_id&#x60; is new; otherwise updates its name, group, platform and FCM token, marks it seen, and reactivates it if it was deactivated. &#x60;created_at&#x60; and every stored location are kept. Joining (or moving into) a group that already has 20 active devices is refused with 409; a device already in the group can always re-register.
+     * Creates the device when &#x60;device_id&#x60; is new, and answers its device token (once); otherwise updates its name, group, platform and FCM token, marks it seen, and reactivates it if it was deactivated. &#x60;created_at&#x60; and every stored location are kept. Joining (or moving into) a group that already has 20 active devices is refused with 409; a device already in the group can always re-register.  With an &#x60;app&#x60; key: re-registering an existing device needs its device token (401; a device registered before tokens existed gets its first one instead), and joining a group that has active members needs an &#x60;invite_code&#x60; from one of them (403 without or with a wrong, expired or used-up code; 429 after too many wrong ones). Registrations through an &#x60;app&#x60; key are also limited per client address.
      * @param registerDeviceRequest 
      * @return DeviceResponse
      * @throws IllegalStateException If the request is not correctly configured
@@ -242,7 +322,7 @@ open class DevicesApi(basePath: kotlin.String = defaultBasePath, client: Call.Fa
     /**
      * POST /api/v1/devices/register
      * Registers a device or updates its registration.
-     * Creates the device when &#x60;device_id&#x60; is new; otherwise updates its name, group, platform and FCM token, marks it seen, and reactivates it if it was deactivated. &#x60;created_at&#x60; and every stored location are kept. Joining (or moving into) a group that already has 20 active devices is refused with 409; a device already in the group can always re-register.
+     * Creates the device when &#x60;device_id&#x60; is new, and answers its device token (once); otherwise updates its name, group, platform and FCM token, marks it seen, and reactivates it if it was deactivated. &#x60;created_at&#x60; and every stored location are kept. Joining (or moving into) a group that already has 20 active devices is refused with 409; a device already in the group can always re-register.  With an &#x60;app&#x60; key: re-registering an existing device needs its device token (401; a device registered before tokens existed gets its first one instead), and joining a group that has active members needs an &#x60;invite_code&#x60; from one of them (403 without or with a wrong, expired or used-up code; 429 after too many wrong ones). Registrations through an &#x60;app&#x60; key are also limited per client address.
      * @param registerDeviceRequest 
      * @return ApiResponse<DeviceResponse?>
      * @throws IllegalStateException If the request is not correctly configured
@@ -274,6 +354,79 @@ open class DevicesApi(basePath: kotlin.String = defaultBasePath, client: Call.Fa
         return RequestConfig(
             method = RequestMethod.POST,
             path = "/api/v1/devices/register",
+            query = localVariableQuery,
+            headers = localVariableHeaders,
+            requiresAuthentication = true,
+            body = localVariableBody
+        )
+    }
+
+    /**
+     * POST /api/v1/devices/{device_id}/token
+     * Gives a device a new token.
+     * With the device&#39;s own token (an &#x60;app&#x60; key): a rotation. With a &#x60;full&#x60; key: a reset, for a device whose token was lost. The previous token stops working at once on every replica. Audited as &#x60;device.token_rotate&#x60; or &#x60;device.token_reset&#x60;.
+     * @param deviceId The device&#39;s UUID
+     * @return DeviceTokenResponse
+     * @throws IllegalStateException If the request is not correctly configured
+     * @throws IOException Rethrows the OkHttp execute method exception
+     * @throws UnsupportedOperationException If the API returns an informational or redirection response
+     * @throws ClientException If the API returns a client error response
+     * @throws ServerException If the API returns a server error response
+     */
+    @Suppress("UNCHECKED_CAST")
+    @Throws(IllegalStateException::class, IOException::class, UnsupportedOperationException::class, ClientException::class, ServerException::class)
+    suspend fun renewDeviceToken(deviceId: java.util.UUID) : DeviceTokenResponse = withContext(Dispatchers.IO) {
+        val localVarResponse = renewDeviceTokenWithHttpInfo(deviceId = deviceId)
+
+        return@withContext when (localVarResponse.responseType) {
+            ResponseType.Success -> (localVarResponse as Success<*>).data as DeviceTokenResponse
+            ResponseType.Informational -> throw UnsupportedOperationException("Client does not support Informational responses.")
+            ResponseType.Redirection -> throw UnsupportedOperationException("Client does not support Redirection responses.")
+            ResponseType.ClientError -> {
+                val localVarError = localVarResponse as ClientError<*>
+                throw ClientException("Client error : ${localVarError.statusCode} ${localVarError.message.orEmpty()}", localVarError.statusCode, localVarResponse)
+            }
+            ResponseType.ServerError -> {
+                val localVarError = localVarResponse as ServerError<*>
+                throw ServerException("Server error : ${localVarError.statusCode} ${localVarError.message.orEmpty()} ${localVarError.body}", localVarError.statusCode, localVarResponse)
+            }
+        }
+    }
+
+    /**
+     * POST /api/v1/devices/{device_id}/token
+     * Gives a device a new token.
+     * With the device&#39;s own token (an &#x60;app&#x60; key): a rotation. With a &#x60;full&#x60; key: a reset, for a device whose token was lost. The previous token stops working at once on every replica. Audited as &#x60;device.token_rotate&#x60; or &#x60;device.token_reset&#x60;.
+     * @param deviceId The device&#39;s UUID
+     * @return ApiResponse<DeviceTokenResponse?>
+     * @throws IllegalStateException If the request is not correctly configured
+     * @throws IOException Rethrows the OkHttp execute method exception
+     */
+    @Suppress("UNCHECKED_CAST")
+    @Throws(IllegalStateException::class, IOException::class)
+    suspend fun renewDeviceTokenWithHttpInfo(deviceId: java.util.UUID) : ApiResponse<DeviceTokenResponse?> = withContext(Dispatchers.IO) {
+        val localVariableConfig = renewDeviceTokenRequestConfig(deviceId = deviceId)
+
+        return@withContext request<Unit, DeviceTokenResponse>(
+            localVariableConfig
+        )
+    }
+
+    /**
+     * To obtain the request config of the operation renewDeviceToken
+     *
+     * @param deviceId The device&#39;s UUID
+     * @return RequestConfig
+     */
+    fun renewDeviceTokenRequestConfig(deviceId: java.util.UUID) : RequestConfig<Unit> {
+        val localVariableBody = null
+        val localVariableQuery: MultiValueMap = mutableMapOf()
+        val localVariableHeaders: MutableMap<String, String> = mutableMapOf()
+        localVariableHeaders["Accept"] = "application/json"
+
+        return RequestConfig(
+            method = RequestMethod.POST,
+            path = "/api/v1/devices/{device_id}/token".replace("{"+"device_id"+"}", encodeURIComponent(deviceId.toString())),
             query = localVariableQuery,
             headers = localVariableHeaders,
             requiresAuthentication = true,

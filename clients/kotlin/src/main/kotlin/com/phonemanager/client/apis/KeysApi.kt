@@ -28,7 +28,7 @@ import okhttp3.Call
 import okhttp3.HttpUrl
 
 import com.phonemanager.client.models.CurrentKeyResponse
-import com.phonemanager.client.models.ErrorBody
+import com.phonemanager.client.models.ErrorResponse
 
 import kotlinx.serialization.SerialName
 import kotlinx.serialization.Serializable

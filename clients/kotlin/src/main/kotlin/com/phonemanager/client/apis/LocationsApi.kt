@@ -27,7 +27,7 @@ import java.io.IOException
 import okhttp3.Call
 import okhttp3.HttpUrl
 
-import com.phonemanager.client.models.ErrorBody
+import com.phonemanager.client.models.ErrorResponse
 import com.phonemanager.client.models.UploadLocationBatchRequest
 import com.phonemanager.client.models.UploadLocationRequest
 import com.phonemanager.client.models.UploadResponse
@@ -63,7 +63,7 @@ open class LocationsApi(basePath: kotlin.String = defaultBasePath, client: Call.
     /**
      * POST /api/v1/locations
      * Uploads one location fix.
-     * The device must be registered and active (404 otherwise). With an &#x60;Idempotency-Key&#x60;, a retry of the same request within 24 h gets the first answer again (with the &#x60;Idempotent-Replayed: true&#x60; header) and stores nothing; reusing the key for a different request is refused with 422. Marks the device seen.
+     * The device must be registered and active (404 otherwise); with an &#x60;app&#x60; key it must be the device whose token is sent (403 otherwise). With an &#x60;Idempotency-Key&#x60;, a retry of the same request within 24 h gets the first answer again (with the &#x60;Idempotent-Replayed: true&#x60; header) and stores nothing; reusing the key for a different request is refused with 422. Marks the device seen.
      * @param uploadLocationRequest 
      * @param idempotencyKey Makes retries safe: 1–255 visible ASCII characters, e.g. a UUID generated per upload. The first successful answer is kept for 24 h and replayed to the same API key. (optional)
      * @return UploadResponse
@@ -96,7 +96,7 @@ open class LocationsApi(basePath: kotlin.String = defaultBasePath, client: Call.
     /**
      * POST /api/v1/locations
      * Uploads one location fix.
-     * The device must be registered and active (404 otherwise). With an &#x60;Idempotency-Key&#x60;, a retry of the same request within 24 h gets the first answer again (with the &#x60;Idempotent-Replayed: true&#x60; header) and stores nothing; reusing the key for a different request is refused with 422. Marks the device seen.
+     * The device must be registered and active (404 otherwise); with an &#x60;app&#x60; key it must be the device whose token is sent (403 otherwise). With an &#x60;Idempotency-Key&#x60;, a retry of the same request within 24 h gets the first answer again (with the &#x60;Idempotent-Replayed: true&#x60; header) and stores nothing; reusing the key for a different request is refused with 422. Marks the device seen.
      * @param uploadLocationRequest 
      * @param idempotencyKey Makes retries safe: 1–255 visible ASCII characters, e.g. a UUID generated per upload. The first successful answer is kept for 24 h and replayed to the same API key. (optional)
      * @return ApiResponse<UploadResponse?>

@@ -27,8 +27,8 @@ import java.io.IOException
 import okhttp3.Call
 import okhttp3.HttpUrl
 
-import com.phonemanager.client.models.DataExport
-import com.phonemanager.client.models.ErrorBody
+import com.phonemanager.client.models.DataExportResponse
+import com.phonemanager.client.models.ErrorResponse
 
 import kotlinx.serialization.SerialName
 import kotlinx.serialization.Serializable
@@ -134,7 +134,7 @@ open class PrivacyApi(basePath: kotlin.String = defaultBasePath, client: Call.Fa
      * Exports all data stored about a device (GDPR access and portability).
      * The device&#39;s registration and every one of its locations (not only the last 30 days&#39;), as one JSON document delivered as an attachment and streamed from a consistent snapshot, so exports of any size use constant server memory. Limited to 10 exports per hour per API key. Audited as &#x60;device.data_export&#x60;.
      * @param deviceId The device&#39;s UUID
-     * @return DataExport
+     * @return DataExportResponse
      * @throws IllegalStateException If the request is not correctly configured
      * @throws IOException Rethrows the OkHttp execute method exception
      * @throws UnsupportedOperationException If the API returns an informational or redirection response
@@ -143,11 +143,11 @@ open class PrivacyApi(basePath: kotlin.String = defaultBasePath, client: Call.Fa
      */
     @Suppress("UNCHECKED_CAST")
     @Throws(IllegalStateException::class, IOException::class, UnsupportedOperationException::class, ClientException::class, ServerException::class)
-    suspend fun exportDeviceData(deviceId: java.util.UUID) : DataExport = withContext(Dispatchers.IO) {
+    suspend fun exportDeviceData(deviceId: java.util.UUID) : DataExportResponse = withContext(Dispatchers.IO) {
         val localVarResponse = exportDeviceDataWithHttpInfo(deviceId = deviceId)
 
         return@withContext when (localVarResponse.responseType) {
-            ResponseType.Success -> (localVarResponse as Success<*>).data as DataExport
+            ResponseType.Success -> (localVarResponse as Success<*>).data as DataExportResponse
             ResponseType.Informational -> throw UnsupportedOperationException("Client does not support Informational responses.")
             ResponseType.Redirection -> throw UnsupportedOperationException("Client does not support Redirection responses.")
             ResponseType.ClientError -> {
@@ -166,16 +166,16 @@ open class PrivacyApi(basePath: kotlin.String = defaultBasePath, client: Call.Fa
      * Exports all data stored about a device (GDPR access and portability).
      * The device&#39;s registration and every one of its locations (not only the last 30 days&#39;), as one JSON document delivered as an attachment and streamed from a consistent snapshot, so exports of any size use constant server memory. Limited to 10 exports per hour per API key. Audited as &#x60;device.data_export&#x60;.
      * @param deviceId The device&#39;s UUID
-     * @return ApiResponse<DataExport?>
+     * @return ApiResponse<DataExportResponse?>
      * @throws IllegalStateException If the request is not correctly configured
      * @throws IOException Rethrows the OkHttp execute method exception
      */
     @Suppress("UNCHECKED_CAST")
     @Throws(IllegalStateException::class, IOException::class)
-    suspend fun exportDeviceDataWithHttpInfo(deviceId: java.util.UUID) : ApiResponse<DataExport?> = withContext(Dispatchers.IO) {
+    suspend fun exportDeviceDataWithHttpInfo(deviceId: java.util.UUID) : ApiResponse<DataExportResponse?> = withContext(Dispatchers.IO) {
         val localVariableConfig = exportDeviceDataRequestConfig(deviceId = deviceId)
 
-        return@withContext request<Unit, DataExport>(
+        return@withContext request<Unit, DataExportResponse>(
             localVariableConfig
         )
     }

@@ -373,6 +373,11 @@ open class ApiClient(val baseUrl: String, val client: Call.Factory = defaultClie
                 }
             }
         }
+        if (requestConfig.headers[AUTHORIZATION].isNullOrEmpty()) {
+            accessTokenProvider()?.let { token ->
+                requestConfig.headers[AUTHORIZATION] = "Bearer $token"
+            }
+        }
     }
 
     protected suspend inline fun <reified I, reified T: Any?> request(requestConfig: RequestConfig<I>): ApiResponse<T?> {

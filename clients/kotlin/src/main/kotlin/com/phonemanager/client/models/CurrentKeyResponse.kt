@@ -23,6 +23,7 @@
 
 package com.phonemanager.client.models
 
+import com.phonemanager.client.models.KeyScope
 
 import kotlinx.serialization.Serializable
 import kotlinx.serialization.SerialName
@@ -40,6 +41,7 @@ import kotlinx.serialization.encoding.Encoder
  * @param prefix First 8 characters of the key, as `phone-manager keys list` shows them.
  * @param name 
  * @param isAdmin Admin keys may also call `/api/v1/admin/_*`.
+ * @param scope `full`: every operation. `app`: the key an app ships; it registers devices and otherwise acts for the device whose token comes with it.
  * @param expiresAt When the key stops working; null when it never expires.
  */
 @Serializable
@@ -59,6 +61,10 @@ data class CurrentKeyResponse (
     /* Admin keys may also call `/api/v1/admin/_*`. */
     @SerialName(value = "is_admin")
     val isAdmin: kotlin.Boolean,
+
+    /* `full`: every operation. `app`: the key an app ships; it registers devices and otherwise acts for the device whose token comes with it. */
+    @Contextual @SerialName(value = "scope")
+    val scope: KeyScope,
 
     /* When the key stops working; null when it never expires. */
     @Contextual @SerialName(value = "expires_at")

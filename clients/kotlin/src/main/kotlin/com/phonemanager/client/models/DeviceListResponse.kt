@@ -23,7 +23,7 @@
 
 package com.phonemanager.client.models
 
-import com.phonemanager.client.models.GroupMember
+import com.phonemanager.client.models.GroupMemberResponse
 
 import kotlinx.serialization.Serializable
 import kotlinx.serialization.SerialName
@@ -35,7 +35,7 @@ import kotlinx.serialization.encoding.Decoder
 import kotlinx.serialization.encoding.Encoder
 
 /**
- * 
+ * A group's active members, as the group listing answers and a live stream's `snapshot` sends.
  *
  * @param devices Active devices of the group, sorted by display name.
  */
@@ -45,7 +45,7 @@ data class DeviceListResponse (
 
     /* Active devices of the group, sorted by display name. */
     @SerialName(value = "devices")
-    val devices: kotlin.collections.List<GroupMember>
+    val devices: kotlin.collections.List<GroupMemberResponse>
 
 ) {
 

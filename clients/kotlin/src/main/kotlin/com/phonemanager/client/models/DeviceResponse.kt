@@ -43,6 +43,7 @@ import kotlinx.serialization.encoding.Encoder
  * @param platform 
  * @param createdAt First registration; never changes.
  * @param updatedAt Last change of the device's registration.
+ * @param deviceToken The device's token, present only when this request issued it (a new device, or one registered before tokens existed): `pmd_` and 43 characters. Keep it in the app's secure storage and send it as `Authorization: Bearer <device_token>` with the API key; it cannot be shown again.
  */
 @Serializable
 
@@ -66,7 +67,11 @@ data class DeviceResponse (
 
     /* Last change of the device's registration. */
     @Contextual @SerialName(value = "updated_at")
-    val updatedAt: java.time.OffsetDateTime
+    val updatedAt: java.time.OffsetDateTime,
+
+    /* The device's token, present only when this request issued it (a new device, or one registered before tokens existed): `pmd_` and 43 characters. Keep it in the app's secure storage and send it as `Authorization: Bearer <device_token>` with the API key; it cannot be shown again. */
+    @SerialName(value = "device_token")
+    val deviceToken: kotlin.String? = null
 
 ) {
 

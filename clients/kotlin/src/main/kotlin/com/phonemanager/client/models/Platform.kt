@@ -34,7 +34,7 @@ import kotlinx.serialization.encoding.Encoder
 
 
 /**
- * Platforms a device may declare (documentation type; the wire value is the lowercase name).
+ * Platforms a device may declare (the wire value is the lowercase name).
  *
  * Values: ANDROID,IOS,UNKNOWN_DEFAULT_OPEN_API
  */

@@ -42,6 +42,7 @@ import kotlinx.serialization.encoding.Encoder
  * @param groupId 2–50 characters of `A-Z a-z 0-9 _ -`. A group holds at most 20 active devices.
  * @param platform Defaults to `android` for a new device; omitted on re-registration keeps the stored value.
  * @param fcmToken Firebase Cloud Messaging token, 1–4096 characters without control characters; omitted keeps the stored one.
+ * @param inviteCode An invitation code from a member of the group (`7KQ-M4D-XR9`; case, dashes and spaces do not matter). Needed to join a group that has active members through an `app` key; ignored otherwise.
  */
 @Serializable
 
@@ -65,7 +66,11 @@ data class RegisterDeviceRequest (
 
     /* Firebase Cloud Messaging token, 1–4096 characters without control characters; omitted keeps the stored one. */
     @SerialName(value = "fcm_token")
-    val fcmToken: kotlin.String? = null
+    val fcmToken: kotlin.String? = null,
+
+    /* An invitation code from a member of the group (`7KQ-M4D-XR9`; case, dashes and spaces do not matter). Needed to join a group that has active members through an `app` key; ignored otherwise. */
+    @SerialName(value = "invite_code")
+    val inviteCode: kotlin.String? = null
 
 ) {
 

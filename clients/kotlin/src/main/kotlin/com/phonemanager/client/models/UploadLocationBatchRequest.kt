@@ -23,7 +23,7 @@
 
 package com.phonemanager.client.models
 
-import com.phonemanager.client.models.BatchLocation
+import com.phonemanager.client.models.LocationRequest
 
 import kotlinx.serialization.Serializable
 import kotlinx.serialization.SerialName
@@ -49,7 +49,7 @@ data class UploadLocationBatchRequest (
 
     /* 1 to 50 fixes (the server's `limits.max_batch_size`). Stored all together or not at all. */
     @SerialName(value = "locations")
-    val locations: kotlin.collections.List<BatchLocation>
+    val locations: kotlin.collections.List<LocationRequest>
 
 ) {
 

@@ -37,16 +37,16 @@ import kotlinx.serialization.encoding.Encoder
  * One location fix of a device. Unknown fields are ignored.
  *
  * @param deviceId The registered device the fix belongs to.
- * @param timestamp When the fix was taken, in milliseconds since the Unix epoch. At most 60 s in the future (clock skew) and at most 7 days old.
+ * @param timestamp When the fix was taken, in milliseconds since the Unix epoch: at most 300 s ahead of the server's clock (`limits.max_clock_skew_secs`; further ahead is refused). An older fix is accepted; one captured before the retention period (30 days by default) is acknowledged but not stored (`expired_count`).
  * @param latitude Degrees, -90 to 90 inclusive.
  * @param longitude Degrees, -180 to 180 inclusive.
  * @param accuracy Horizontal accuracy in metres, 0 to 3.4e38.
  * @param altitude Metres above sea level, -1,000,000 to 1,000,000.
- * @param bearing Degrees from north, 0 to 360 inclusive.
- * @param speed Metres per second, 0 to 3.4e38.
- * @param provider Location provider, e.g. `gps`, `network`, `fused` (1–50 characters, no control characters).
- * @param batteryLevel Battery percentage, 0 to 100.
- * @param networkType Network type, e.g. `wifi`, `cellular` (1–50 characters, no control characters).
+ * @param bearing Degrees from north, 0 to 360 inclusive; a negative value (iOS sends -1 for an invalid course) means unknown and is stored as null.
+ * @param speed Metres per second, up to 3.4e38; a negative value (iOS sends -1 for an invalid speed) means unknown and is stored as null.
+ * @param provider Location provider, e.g. `gps`, `network`, `fused` (at most 50 characters, no control characters); empty or blank means unknown and is stored as null.
+ * @param batteryLevel Battery percentage, 0 to 100; a negative value (Android sends -1, or -2147483648, when it cannot read the battery) means unknown and is stored as null.
+ * @param networkType Network type, e.g. `wifi`, `cellular` (at most 50 characters, no control characters); empty or blank means unknown and is stored as null.
  */
 @Serializable
 
@@ -56,7 +56,7 @@ data class UploadLocationRequest (
     @Contextual @SerialName(value = "device_id")
     val deviceId: java.util.UUID,
 
-    /* When the fix was taken, in milliseconds since the Unix epoch. At most 60 s in the future (clock skew) and at most 7 days old. */
+    /* When the fix was taken, in milliseconds since the Unix epoch: at most 300 s ahead of the server's clock (`limits.max_clock_skew_secs`; further ahead is refused). An older fix is accepted; one captured before the retention period (30 days by default) is acknowledged but not stored (`expired_count`). */
     @SerialName(value = "timestamp")
     val timestamp: kotlin.Long,
 
@@ -76,23 +76,23 @@ data class UploadLocationRequest (
     @SerialName(value = "altitude")
     val altitude: kotlin.Double? = null,
 
-    /* Degrees from north, 0 to 360 inclusive. */
+    /* Degrees from north, 0 to 360 inclusive; a negative value (iOS sends -1 for an invalid course) means unknown and is stored as null. */
     @SerialName(value = "bearing")
     val bearing: kotlin.Double? = null,
 
-    /* Metres per second, 0 to 3.4e38. */
+    /* Metres per second, up to 3.4e38; a negative value (iOS sends -1 for an invalid speed) means unknown and is stored as null. */
     @SerialName(value = "speed")
     val speed: kotlin.Double? = null,
 
-    /* Location provider, e.g. `gps`, `network`, `fused` (1–50 characters, no control characters). */
+    /* Location provider, e.g. `gps`, `network`, `fused` (at most 50 characters, no control characters); empty or blank means unknown and is stored as null. */
     @SerialName(value = "provider")
     val provider: kotlin.String? = null,
 
-    /* Battery percentage, 0 to 100. */
+    /* Battery percentage, 0 to 100; a negative value (Android sends -1, or -2147483648, when it cannot read the battery) means unknown and is stored as null. */
     @SerialName(value = "battery_level")
-    val batteryLevel: kotlin.Long? = null,
+    val batteryLevel: kotlin.Int? = null,
 
-    /* Network type, e.g. `wifi`, `cellular` (1–50 characters, no control characters). */
+    /* Network type, e.g. `wifi`, `cellular` (at most 50 characters, no control characters); empty or blank means unknown and is stored as null. */
     @SerialName(value = "network_type")
     val networkType: kotlin.String? = null
 

@@ -37,7 +37,10 @@ import kotlinx.serialization.encoding.Encoder
  * 
  *
  * @param success 
- * @param processedCount How many fixes were stored.
+ * @param processedCount How many fixes the upload carried, all acknowledged: `stored_count` + `duplicate_count` + `expired_count`.
+ * @param storedCount Fixes stored by this upload.
+ * @param duplicateCount Fixes already stored for the device at the same capture instant (a retry, or an offline buffer sent again), or repeated within the upload: acknowledged, not stored again. The first fix stored for an instant stays.
+ * @param expiredCount Fixes captured before the retention period (`limits.location_retention_days`, 30 days by default): acknowledged, not stored, as they would be deleted at once.
  */
 @Serializable
 
@@ -46,9 +49,21 @@ data class UploadResponse (
     @SerialName(value = "success")
     val success: kotlin.Boolean,
 
-    /* How many fixes were stored. */
+    /* How many fixes the upload carried, all acknowledged: `stored_count` + `duplicate_count` + `expired_count`. */
     @SerialName(value = "processed_count")
-    val processedCount: kotlin.Int
+    val processedCount: kotlin.Int,
+
+    /* Fixes stored by this upload. */
+    @SerialName(value = "stored_count")
+    val storedCount: kotlin.Int,
+
+    /* Fixes already stored for the device at the same capture instant (a retry, or an offline buffer sent again), or repeated within the upload: acknowledged, not stored again. The first fix stored for an instant stays. */
+    @SerialName(value = "duplicate_count")
+    val duplicateCount: kotlin.Int,
+
+    /* Fixes captured before the retention period (`limits.location_retention_days`, 30 days by default): acknowledged, not stored, as they would be deleted at once. */
+    @SerialName(value = "expired_count")
+    val expiredCount: kotlin.Int
 
 ) {
 

@@ -23,8 +23,6 @@
 
 package com.phonemanager.client.models
 
-import com.phonemanager.client.models.ExportedDevice
-import com.phonemanager.client.models.ExportedLocation
 
 import kotlinx.serialization.Serializable
 import kotlinx.serialization.SerialName
@@ -36,30 +34,21 @@ import kotlinx.serialization.encoding.Decoder
 import kotlinx.serialization.encoding.Encoder
 
 /**
- * Everything stored about a device (the shape of the streamed export).
+ * Where the next page starts.
  *
- * @param exportedAt 
- * @param device 
- * @param locations Every stored location, oldest capture first.
- * @param locationCount How many locations the export holds.
+ * @param hasMore 
+ * @param nextCursor Pass as `cursor` for the next page; null on the last.
  */
 @Serializable
 
-data class DataExport (
+data class PaginationResponse (
 
-    @Contextual @SerialName(value = "exported_at")
-    val exportedAt: java.time.OffsetDateTime,
+    @SerialName(value = "has_more")
+    val hasMore: kotlin.Boolean,
 
-    @SerialName(value = "device")
-    val device: ExportedDevice,
-
-    /* Every stored location, oldest capture first. */
-    @SerialName(value = "locations")
-    val locations: kotlin.collections.List<ExportedLocation>,
-
-    /* How many locations the export holds. */
-    @SerialName(value = "location_count")
-    val locationCount: kotlin.Long
+    /* Pass as `cursor` for the next page; null on the last. */
+    @SerialName(value = "next_cursor")
+    val nextCursor: kotlin.String? = null
 
 ) {
 

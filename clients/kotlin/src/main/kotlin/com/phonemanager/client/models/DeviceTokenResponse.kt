@@ -34,22 +34,17 @@ import kotlinx.serialization.encoding.Decoder
 import kotlinx.serialization.encoding.Encoder
 
 /**
- * One invalid input field.
+ * A new device token.
  *
- * @param `field` Path of the field in the request: `latitude`, `locations[3].latitude`, `group_id` (query).
- * @param message What is wrong with it.
+ * @param deviceToken `pmd_` and 43 characters; the previous token stopped working.
  */
 @Serializable
 
-data class FieldError (
+data class DeviceTokenResponse (
 
-    /* Path of the field in the request: `latitude`, `locations[3].latitude`, `group_id` (query). */
-    @SerialName(value = "field")
-    val `field`: kotlin.String,
-
-    /* What is wrong with it. */
-    @SerialName(value = "message")
-    val message: kotlin.String
+    /* `pmd_` and 43 characters; the previous token stopped working. */
+    @SerialName(value = "device_token")
+    val deviceToken: kotlin.String
 
 ) {
 

@@ -23,7 +23,8 @@
 
 package com.phonemanager.client.models
 
-import com.phonemanager.client.models.Platform
+import com.phonemanager.client.models.GroupMemberResponse
+import com.phonemanager.client.models.MemberChange
 
 import kotlinx.serialization.Serializable
 import kotlinx.serialization.SerialName
@@ -35,48 +36,24 @@ import kotlinx.serialization.encoding.Decoder
 import kotlinx.serialization.encoding.Encoder
 
 /**
- * 
+ * A change of the group's membership. `member` (the device as the group listing shows it) comes with `joined` and `updated`; `left` and `deactivated` name the device only: remove it from the map.
  *
+ * @param change 
  * @param deviceId 
- * @param displayName 
- * @param groupId 
- * @param platform 
- * @param active 
- * @param createdAt 
- * @param updatedAt 
- * @param fcmToken 
- * @param lastSeenAt 
+ * @param member 
  */
 @Serializable
 
-data class ExportedDevice (
+data class MemberEventResponse (
+
+    @Contextual @SerialName(value = "change")
+    val change: MemberChange,
 
     @Contextual @SerialName(value = "device_id")
     val deviceId: java.util.UUID,
 
-    @SerialName(value = "display_name")
-    val displayName: kotlin.String,
-
-    @SerialName(value = "group_id")
-    val groupId: kotlin.String,
-
-    @Contextual @SerialName(value = "platform")
-    val platform: Platform,
-
-    @SerialName(value = "active")
-    val active: kotlin.Boolean,
-
-    @Contextual @SerialName(value = "created_at")
-    val createdAt: java.time.OffsetDateTime,
-
-    @Contextual @SerialName(value = "updated_at")
-    val updatedAt: java.time.OffsetDateTime,
-
-    @SerialName(value = "fcm_token")
-    val fcmToken: kotlin.String? = null,
-
-    @Contextual @SerialName(value = "last_seen_at")
-    val lastSeenAt: java.time.OffsetDateTime? = null
+    @SerialName(value = "member")
+    val member: GroupMemberResponse? = null
 
 ) {
 

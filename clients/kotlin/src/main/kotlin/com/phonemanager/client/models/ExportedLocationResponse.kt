@@ -50,7 +50,7 @@ import kotlinx.serialization.encoding.Encoder
  */
 @Serializable
 
-data class ExportedLocation (
+data class ExportedLocationResponse (
 
     @Contextual @SerialName(value = "captured_at")
     val capturedAt: java.time.OffsetDateTime,
@@ -62,7 +62,7 @@ data class ExportedLocation (
     val longitude: kotlin.Double,
 
     @SerialName(value = "accuracy")
-    val accuracy: kotlin.Float,
+    val accuracy: kotlin.Double,
 
     /* When the server received it. */
     @Contextual @SerialName(value = "created_at")
@@ -72,10 +72,10 @@ data class ExportedLocation (
     val altitude: kotlin.Double? = null,
 
     @SerialName(value = "bearing")
-    val bearing: kotlin.Float? = null,
+    val bearing: kotlin.Double? = null,
 
     @SerialName(value = "speed")
-    val speed: kotlin.Float? = null,
+    val speed: kotlin.Double? = null,
 
     @SerialName(value = "provider")
     val provider: kotlin.String? = null,

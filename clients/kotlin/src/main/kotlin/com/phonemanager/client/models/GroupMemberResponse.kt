@@ -46,7 +46,7 @@ import kotlinx.serialization.encoding.Encoder
  */
 @Serializable
 
-data class GroupMember (
+data class GroupMemberResponse (
 
     @Contextual @SerialName(value = "device_id")
     val deviceId: java.util.UUID,
