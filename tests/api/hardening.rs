@@ -192,3 +192,22 @@ async fn a_request_head_beyond_the_read_buffer_is_431() {
     let served = raw_exchange(app.socket_addr, head(7_000).as_bytes(), Duration::from_secs(5)).await;
     assert!(served.starts_with("HTTP/1.1 200"), "{served}");
 }
+
+/// A client that speaks HTTP/2 from its first byte (prior knowledge, as gRPC-style clients and
+/// some proxies do) is served by HTTP/2: the server answers the preface with its own SETTINGS
+/// frame. HTTP/1 clients are covered by every other test.
+#[tokio::test]
+async fn http2_with_prior_knowledge_is_served_as_http2() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn().await;
+    let mut stream = tokio::net::TcpStream::connect(app.socket_addr).await.expect("connect");
+    // The preface, then an empty SETTINGS frame: length 0, type 4, no flags, stream 0.
+    stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0").await.expect("write");
+    let mut frame_header = [0u8; 9];
+    tokio::time::timeout(std::time::Duration::from_secs(5), stream.read_exact(&mut frame_header))
+        .await
+        .expect("the server answers within 5 s")
+        .expect("a frame header");
+    assert_eq!(frame_header[3], 4, "the first frame is SETTINGS: {frame_header:?}");
+    assert_eq!(&frame_header[5..9], &[0, 0, 0, 0], "on stream 0: {frame_header:?}");
+}
