@@ -116,6 +116,11 @@ function build.list(headers)
   return wrk.format("GET", "/api/v1/devices?group_id=" .. groups[math.random(ngroups)],
     headers or get_headers, nil)
 end
+-- History's first page (100 newest fixes of a random seeded device): the key is `full`.
+function build.history(headers)
+  return wrk.format("GET", "/api/v1/devices/" .. dev_id[math.random(ndev)] .. "/locations?limit=100",
+    headers or get_headers, nil)
+end
 function build.register(headers)
   local n = math.random(ndev)
   local body = string.format('{"device_id":"%s","display_name":"%s","group_id":"%s"}',

@@ -4,7 +4,7 @@
 # connections, samples the server's memory and the database connections, and writes
 # docs/load-test-results.md.
 #
-#   scripts/load/run.sh [--with-bench] [--scenarios upload,upload_key,list,register,batch,mix] [--help]
+#   scripts/load/run.sh [--with-bench] [--scenarios upload,upload_key,list,history,register,batch,mix] [--help]
 #
 # Quick run:  LOAD_DURATION=30 SCENARIO_DURATION=10 scripts/load/run.sh
 #
@@ -146,7 +146,7 @@ for tool in wrk psql pgbench curl; do
 done
 IFS=, read -r -a scenario_list <<<"$scenarios"
 for s in "${scenario_list[@]}"; do
-  [[ -f "$script_dir/$s.lua" ]] || die "unknown scenario $s (upload, upload_key, list, register, batch, mix)"
+  [[ -f "$script_dir/$s.lua" ]] || die "unknown scenario $s (upload, upload_key, list, history, register, batch, mix)"
 done
 
 # 10k connections need ~10k descriptors in wrk and in the server each (the limit is per process).
@@ -454,6 +454,9 @@ direct_sql() { # name -> pgbench script on stdout
     list)
       printf '\\set g random(1, %s)\n' "$n_groups"
       printf '%s\n' "SELECT device_id, display_name, platform, last_seen_at, last_location FROM devices_with_last_location WHERE group_id = 'g-' || :g AND active ORDER BY display_name, device_id;" ;;
+    history)
+      printf '\\set n random(1, %s)\n' "$n_devices"
+      printf '%s\n' "SELECT captured_at, latitude, longitude, accuracy, altitude, bearing, speed, provider, battery_level, network_type, created_at FROM locations WHERE device_id = md5('device-' || :n)::uuid AND captured_at >= now() - interval '7 days' AND captured_at < now() + interval '5 minutes' ORDER BY captured_at DESC LIMIT 101;" ;;
   esac
 }
 run_direct() { # name
@@ -474,7 +477,7 @@ run_direct() { # name
 started_at="$(date -u '+%Y-%m-%d %H:%M UTC')"
 for s in "${scenario_list[@]}"; do
   run_scenario "$s"
-  case "$s" in upload | batch | list) run_direct "$s" ;; esac
+  case "$s" in upload | batch | list | history) run_direct "$s" ;; esac
 done
 
 bench_out=""
@@ -509,6 +512,7 @@ label() {
     upload) echo "single upload (\`POST /api/v1/locations\`)" ;;
     upload_key) echo "single upload with an \`Idempotency-Key\`" ;;
     list) echo "group listing (\`GET /api/v1/devices?group_id=\`)" ;;
+    history) echo "history, first page of 100 (\`GET /api/v1/devices/{id}/locations\`)" ;;
     register) echo "re-registration (\`POST /api/v1/devices/register\`)" ;;
     batch) echo "batch of $LOAD_BATCH_SIZE (\`POST /api/v1/locations/batch\`)" ;;
     mix) echo "mix at $LOAD_RATE req/s offered (batches of $LOAD_MIX_BATCH_SIZE)" ;;
@@ -809,5 +813,10 @@ EOF
   cannot: it is VmHWM).
 EOF
 } >"$LOAD_REPORT.tmp"
+# The sections other scripts own (phones.sh, growth.sh, partitions.sh: between their
+# `<!-- name:begin -->` and `<!-- name:end -->` markers) stay as they were.
+if [[ -f "$LOAD_REPORT" ]]; then
+  perl -0777 -ne 'print "\n$1\n" while /(<!-- (\w+):begin -->.*?<!-- \2:end -->)/sg' "$LOAD_REPORT" >>"$LOAD_REPORT.tmp"
+fi
 mv "$LOAD_REPORT.tmp" "$LOAD_REPORT"
 say "done: $LOAD_REPORT (raw outputs in $out)"
