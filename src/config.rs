@@ -124,6 +124,10 @@ pub struct JobSettings {
     pub idempotency_cleanup_interval_secs: u64,
     pub audit_retention_interval_secs: u64,
     pub delete_batch_size: u32,
+    /// How often the daily partitions of `locations` are created ahead.
+    pub partition_maintenance_interval_secs: u64,
+    /// Partitions exist for today and this many days after it.
+    pub location_partitions_ahead_days: u32,
 }
 
 /// Group commit of uploads (see `infra::ingest`).
@@ -258,6 +262,12 @@ impl Settings {
         at_least("jobs.audit_retention_interval_secs", jobs.audit_retention_interval_secs, 1)?;
         at_least("limits.audit_retention_days", self.limits.audit_retention_days.into(), 1)?;
         at_least("jobs.delete_batch_size", jobs.delete_batch_size.into(), 1)?;
+        at_least("jobs.partition_maintenance_interval_secs", jobs.partition_maintenance_interval_secs, 1)?;
+        // Tomorrow's partition must exist before midnight: fixes may come from clocks ahead.
+        at_least("jobs.location_partitions_ahead_days", jobs.location_partitions_ahead_days.into(), 1)?;
+        if jobs.location_partitions_ahead_days > 365 {
+            return Err(ConfigError::invalid("jobs.location_partitions_ahead_days", "must be at most 365"));
+        }
         at_least("ingest.writers", self.ingest.writers.into(), 1)?;
         if self.ingest.writers >= db.max_connections {
             return Err(ConfigError::invalid(

@@ -13,8 +13,11 @@ use crate::{config::Settings, db, metrics};
 /// A periodic job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
-    /// Deletes locations older than the retention period, in batches.
+    /// Removes locations older than the retention period: drops the partitions that are wholly
+    /// expired, then deletes the rest in batches.
     LocationRetention,
+    /// Creates the daily partitions of `locations` ahead of time.
+    PartitionMaintenance,
     /// Refreshes the `group_member_counts` materialized view.
     GroupStatsRefresh,
     /// Deletes idempotency records past their lifetime, and expired invitations.
@@ -24,12 +27,18 @@ pub enum Job {
 }
 
 impl Job {
-    pub const ALL: [Job; 4] =
-        [Job::LocationRetention, Job::GroupStatsRefresh, Job::IdempotencyExpiry, Job::AuditRetention];
+    pub const ALL: [Job; 5] = [
+        Job::LocationRetention,
+        Job::PartitionMaintenance,
+        Job::GroupStatsRefresh,
+        Job::IdempotencyExpiry,
+        Job::AuditRetention,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Job::LocationRetention => "location_retention",
+            Job::PartitionMaintenance => "partition_maintenance",
             Job::GroupStatsRefresh => "group_stats_refresh",
             Job::IdempotencyExpiry => "idempotency_expiry",
             Job::AuditRetention => "audit_retention",
@@ -40,20 +49,28 @@ impl Job {
         let jobs = &settings.jobs;
         Duration::from_secs(match self {
             Job::LocationRetention => jobs.location_retention_interval_secs,
+            Job::PartitionMaintenance => jobs.partition_maintenance_interval_secs,
             Job::GroupStatsRefresh => jobs.group_stats_refresh_interval_secs,
             Job::IdempotencyExpiry => jobs.idempotency_cleanup_interval_secs,
             Job::AuditRetention => jobs.audit_retention_interval_secs,
         })
     }
 
-    /// Runs the job once; returns how many rows it affected (groups, for the view refresh).
+    /// Runs the job once; returns how many rows it affected (groups, for the view refresh;
+    /// partitions created, for the partition maintenance).
     pub async fn run_once(self, pool: &PgPool, settings: &Settings) -> anyhow::Result<u64> {
         let batch = i64::from(settings.jobs.delete_batch_size);
         let days = |value: u32| i32::try_from(value);
         Ok(match self {
             Job::LocationRetention => {
                 let days = days(settings.limits.location_retention_days)?;
-                drain(batch, || db::locations::cleanup_old_batch(pool, days, batch)).await?
+                db::locations::drop_expired_partitions(pool, days).await?
+                    + drain(batch, || db::locations::cleanup_old_batch(pool, days, batch)).await?
+            }
+            Job::PartitionMaintenance => {
+                let today = chrono::Utc::now().date_naive();
+                db::locations::create_partitions(pool, today, settings.jobs.location_partitions_ahead_days)
+                    .await?
             }
             Job::GroupStatsRefresh => {
                 db::devices::refresh_group_stats(pool).await?;

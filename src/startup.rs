@@ -58,6 +58,15 @@ impl Application {
 
     /// Binds with an existing pool (the database must already be migrated).
     pub async fn with_pool(settings: Settings, pool: PgPool) -> anyhow::Result<Self> {
+        // The coming days' partitions, before the first upload. Not fatal: an upload for a day
+        // without one creates it, and the partition maintenance job tries again.
+        let ahead = settings.jobs.location_partitions_ahead_days;
+        match db::locations::create_partitions(&pool, chrono::Utc::now().date_naive(), ahead).await {
+            Ok(created) => tracing::info!(created, ahead, "partitions of locations ready"),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not create the coming days' partitions of locations")
+            }
+        }
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener =
             TcpListener::bind(&address).await.with_context(|| format!("cannot listen on {address}"))?;

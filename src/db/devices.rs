@@ -266,7 +266,8 @@ pub async fn delete(tx: &mut PgConnection, device_id: Uuid) -> sqlx::Result<bool
 
 /// Cheap figures for the admin dashboard: exact device counts (the table is small), group
 /// figures from the materialized view, and the location count from the planner's estimate
-/// (counting a table of hundreds of millions of rows exactly is not cheap).
+/// (counting a table of hundreds of millions of rows exactly is not cheap), summed over the
+/// partitions (the partitioned table itself has no estimate of its own).
 pub async fn stats(pool: &PgPool) -> sqlx::Result<SystemStats> {
     observe!(
         "SELECT",
@@ -282,8 +283,9 @@ pub async fn stats(pool: &PgPool) -> sqlx::Result<SystemStats> {
                    (SELECT count(*) FROM devices WHERE active) AS active_devices,
                    (SELECT count(*) FROM group_member_counts) AS groups,
                    (SELECT count(*) FROM group_member_counts WHERE active_count > 0) AS groups_with_active_devices,
-                   (SELECT GREATEST(reltuples, 0)::bigint FROM pg_class WHERE oid = 'locations'::regclass)
-                       AS locations_estimate,
+                   (SELECT COALESCE(sum(GREATEST(c.reltuples, 0)), 0)::bigint
+                    FROM pg_partition_tree('locations') AS p JOIN pg_class c ON c.oid = p.relid
+                    WHERE p.isleaf) AS locations_estimate,
                    (SELECT min(created_at) FROM locations) AS oldest_location_at,
                    (SELECT max(created_at) FROM locations) AS newest_location_at) AS totals"#
         ),

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -170,7 +170,9 @@ pub async fn insert_batch(conn: &mut PgConnection, batch: &Batch<'_>) -> sqlx::R
 }
 
 /// One retention batch: deletes at most `batch` locations captured more than `retention_days`
-/// ago (oldest first, via idx_locations_captured_at) and returns how many it deleted.
+/// ago (oldest first, via idx_locations_captured_at) and returns how many it deleted. Whole
+/// expired partitions go first ([`drop_expired_partitions`]); this deletes what is left, the
+/// rows of the one partition that is only partly expired.
 pub async fn cleanup_old_batch(pool: &PgPool, retention_days: i32, batch: i64) -> sqlx::Result<u64> {
     let batch = i32::try_from(batch).unwrap_or(i32::MAX);
     let deleted = observe!(
@@ -180,6 +182,112 @@ pub async fn cleanup_old_batch(pool: &PgPool, retention_days: i32, batch: i64) -
         fetch_one(pool)
     )?;
     Ok(deleted.max(0) as u64)
+}
+
+/// Creates the daily partitions of `locations` (UTC days, `locations_pYYYYMMDD`) for `first` and
+/// the `ahead` days after it that have none, and returns how many it created. A day the legacy
+/// partition covers gets none. Safe on several replicas at once (see
+/// `create_locations_partition` in migration 0013, which also bounds the wait for the lock).
+pub async fn create_partitions(pool: &PgPool, first: NaiveDate, ahead: u32) -> sqlx::Result<u64> {
+    let days: Vec<NaiveDate> =
+        (0..=ahead).filter_map(|n| first.checked_add_days(Days::new(n.into()))).collect();
+    create_partitions_for(pool, &days).await
+}
+
+/// Creates the partitions of these days that have none; returns how many it created.
+pub async fn create_partitions_for(pool: &PgPool, days: &[NaiveDate]) -> sqlx::Result<u64> {
+    let created = observe!(
+        "SELECT",
+        "locations",
+        sqlx::query_scalar!(
+            r#"SELECT count(*) FILTER (WHERE create_locations_partition(day)) AS "created!"
+               FROM UNNEST($1::date[]) AS day"#,
+            days
+        ),
+        fetch_one(pool)
+    )?;
+    Ok(created.max(0) as u64)
+}
+
+/// Whether `err` is PostgreSQL's "no partition of relation … found for row": a row for a day
+/// that has no partition yet. It is a check_violation (23514) like a CHECK constraint's, but
+/// names no constraint (every CHECK of `locations` is named), which tells the two apart
+/// whatever the server's message language.
+pub fn is_missing_partition(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .is_some_and(|db| db.code().as_deref() == Some("23514") && db.constraint().is_none())
+}
+
+/// A partition of `locations` and the end of its range (exclusive; None for an unbounded one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    pub name: String,
+    pub upper: Option<DateTime<Utc>>,
+}
+
+/// The partitions of `locations`, oldest range first. The bounds come from the catalog's text
+/// form (`FOR VALUES FROM (…) TO ('2026-12-01 00:00:00+00')`), whose literal reads back as a
+/// timestamptz in any session time zone.
+pub async fn partitions(pool: &PgPool) -> sqlx::Result<Vec<Partition>> {
+    observe!(
+        "SELECT",
+        "pg_inherits",
+        sqlx::query_as!(
+            Partition,
+            r#"SELECT c.relname::text AS "name!",
+                      (regexp_match(pg_get_expr(c.relpartbound, c.oid), $$TO \('([^']+)'\)$$))[1]::timestamptz
+                          AS upper
+               FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+               WHERE i.inhparent = 'locations'::regclass
+               ORDER BY upper NULLS LAST"#
+        ),
+        fetch_all(pool)
+    )
+}
+
+/// Drops every partition of `locations` whose whole range was captured more than
+/// `retention_days` ago (its upper bound at or before the cutoff), the legacy one included once
+/// it is entirely expired, and returns how many rows they held (counted exactly before the drop).
+/// Each partition goes in a transaction of its own: its rows counted under a lock that keeps
+/// writers out of it, then DETACH and DROP. DETACH locks the whole table for a moment; the lock
+/// is waited for at most 2 s (an export holds the table for longer), after which this fails and
+/// the next run tries again. A partition another replica dropped meanwhile is skipped.
+pub async fn drop_expired_partitions(pool: &PgPool, retention_days: i32) -> sqlx::Result<u64> {
+    let cutoff = Utc::now() - chrono::Duration::days(retention_days.into());
+    let mut removed = 0;
+    for partition in partitions(pool).await? {
+        if partition.upper.is_none_or(|upper| upper > cutoff) {
+            continue;
+        }
+        match drop_partition(pool, &partition.name).await {
+            Ok(rows) => removed += rows,
+            // undefined_table: gone already (another replica's retention run).
+            Err(err) if err.as_database_error().and_then(|db| db.code()).as_deref() == Some("42P01") => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(removed)
+}
+
+async fn drop_partition(pool: &PgPool, name: &str) -> sqlx::Result<u64> {
+    let table = crate::db::quote_ident(name);
+    let mut tx = crate::db::begin(pool).await?;
+    let statements =
+        ["SET LOCAL lock_timeout = '2s'".to_owned(), format!("LOCK TABLE {table} IN SHARE MODE")];
+    for statement in &statements {
+        crate::db::observe("LOCK", "locations", statement, sqlx::query(statement).execute(&mut *tx)).await?;
+    }
+    let count = format!("SELECT count(*) FROM {table}");
+    let rows: i64 =
+        crate::db::observe("SELECT", "locations", &count, sqlx::query_scalar(&count).fetch_one(&mut *tx))
+            .await?;
+    let detach = format!("ALTER TABLE locations DETACH PARTITION {table}");
+    crate::db::observe("ALTER", "locations", &detach, sqlx::query(&detach).execute(&mut *tx)).await?;
+    let drop = format!("DROP TABLE {table}");
+    crate::db::observe("DROP", "locations", &drop, sqlx::query(&drop).execute(&mut *tx)).await?;
+    crate::db::commit(tx).await?;
+    tracing::info!(partition = name, rows, "dropped an expired partition of locations");
+    Ok(rows.max(0) as u64)
 }
 
 /// Makes the rest of the transaction read rows in index order rather than sort them: for an

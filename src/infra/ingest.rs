@@ -231,9 +231,35 @@ async fn write_batch(pool: &PgPool, publisher: &Publisher, batch: Vec<Pending>) 
     }
 }
 
+/// [`store_once`], and once more when a fix's day had no partition of `locations` (a phone's
+/// offline buffer from days ago, a clock far ahead): the statement failed whole and stored
+/// nothing, so its days' partitions are created and it runs again. Every upload path (single,
+/// batch, keyed, a shared statement or one retried alone) comes through here, so no fix is
+/// refused for want of a partition.
+async fn store(
+    pool: &PgPool,
+    publisher: &Publisher,
+    writes: &[&Write],
+) -> sqlx::Result<Vec<ApiResult<Written>>> {
+    match store_once(pool, publisher, writes).await {
+        Err(err) if db::locations::is_missing_partition(&err) => {
+            let days: Vec<chrono::NaiveDate> = writes
+                .iter()
+                .flat_map(|write| write.fixes.iter().map(|fix| fix.captured_at.date_naive()))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let created = db::locations::create_partitions_for(pool, &days).await?;
+            tracing::info!(created, days = days.len(), "created partitions of locations for an upload");
+            store_once(pool, publisher, writes).await
+        }
+        result => result,
+    }
+}
+
 /// Stores the writes in one transaction and says what became of each, in order; once
 /// committed, publishes the stored fixes.
-async fn store(
+async fn store_once(
     pool: &PgPool,
     publisher: &Publisher,
     writes: &[&Write],

@@ -62,6 +62,7 @@ async fn re_registration_updates_and_preserves_history() {
         .register(json!({"device_id": id, "display_name": "Old", "group_id": "fam", "platform": "ios", "fcm_token": "t1"}))
         .await;
     let first = json_body(first).await;
+    crate::helpers::create_partitions_back(&app.pool, 1).await;
     sqlx::query(
         "INSERT INTO locations (device_id, latitude, longitude, accuracy, captured_at)
          SELECT $1, 48.1, 11.5, 5, now() - make_interval(mins => n) FROM generate_series(1, 3) n",

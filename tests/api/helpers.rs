@@ -97,6 +97,16 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
+    /// An empty database (no migrations), for tests that migrate it step by step.
+    pub async fn empty() -> Self {
+        let name = format!("pm_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&server_url()).await.expect("connect to server");
+        admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create test database");
+        admin.close().await.ok();
+        let url = database_url(&name);
+        Self { name, url }
+    }
+
     pub async fn create() -> Self {
         let template = template_database().await;
         let name = format!("pm_test_{}", uuid::Uuid::new_v4().simple());
@@ -237,6 +247,7 @@ impl TestApp {
     /// Inserts `count` locations of `device` captured and received `days_old` days ago (a
     /// second apart: one fix per device and instant).
     pub async fn insert_aged_locations(&self, device: Uuid, days_old: i32, count: i32) {
+        create_partitions_back(&self.pool, days_old + 1).await;
         sqlx::query(
             "INSERT INTO locations (device_id, latitude, longitude, accuracy, captured_at, created_at)
              SELECT $1, 1, 1, 1, now() - make_interval(days => $2, secs => g), now() - make_interval(days => $2)
@@ -553,6 +564,20 @@ fn parse_block(text: &str) -> SseBlock {
         block.event = "message".into();
     }
     block
+}
+
+/// Creates the daily partitions of `locations` from `days` days ago (UTC) to today, for tests
+/// that write rows with SQL: only uploads create a missing day's partition. The template
+/// database is reused for days, so its legacy partition may end before them.
+pub async fn create_partitions_back(pool: &PgPool, days: i32) {
+    sqlx::query(
+        "SELECT create_locations_partition(((now() AT TIME ZONE 'UTC')::date - n))
+         FROM generate_series(0, $1) AS n",
+    )
+    .bind(days)
+    .execute(pool)
+    .await
+    .expect("partitions created");
 }
 
 /// Milliseconds since the epoch now: the unit of a fix's `timestamp`.

@@ -22,4 +22,5 @@ mod history;
 mod live;
 mod locations;
 mod observability;
+mod partitions;
 mod privacy;
