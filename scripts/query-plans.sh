@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates docs/query-plans.md: the EXPLAIN ANALYZE plan of every hot query of the service on
 # a database of production-like volume (1,000 groups, 10,000 devices, 1,000,000 locations over
-# 40 days, 100 per device, plus one heavy device with 100,000 locations in all, 100 API keys,
+# 40 days, 100 per device, plus one heavy device with 100,000 locations in all (history's page 1
+# against page 500 is measured on it), 100 API keys,
 # 50,000 idempotency records, 200,000 audit log entries over 120 days).
 #
 # Needs a reachable PostgreSQL (psql only, no cargo): DATABASE_URL names the server (default
@@ -9,8 +10,9 @@
 # there, migrated with migrations/*.sql, seeded, and dropped afterwards. Takes well under a
 # minute (seeding is most of it).
 #
-# The statements are read from the sources at run time (the sqlx macros in src/db/*.rs and the
-# retention function in migrations/), never copied by hand, so the document always shows the
+# The statements are read from the sources at run time (the sqlx macros in src/db/*.rs, each
+# from the body of its function, and the retention DELETE from cleanup_old_locations() as the
+# migrations leave it), never copied by hand, so the document always shows the
 # SQL the service actually runs. Each one is PREPAREd with the parameter types sqlx binds
 # (text for &str, int8 for i64, uuid for Uuid, ...), executed once to warm the cache, then
 # explained; statements that write run inside BEGIN ... ROLLBACK so the data set stays put.
@@ -61,36 +63,54 @@ dedent() {
     s/\s+\z//;'
 }
 
-# rust_sql FILE FUNCTION [N]: the SQL of the N-th (default first) sqlx query macro of FUNCTION.
+# rust_sql FILE FUNCTION [WHICH]: the SQL of one sqlx query macro (query!, query_as!,
+# query_scalar!, wherever it sits, e.g. inside observe!) in the body of FUNCTION, which runs to
+# the next `fn` of the file. WHICH is a number N (the N-th macro of the function; default 1) or a
+# Perl regex that exactly one of the function's statements matches (e.g. 'ORDER BY captured_at
+# DESC' for the descending arm of a match on the order): a function whose statements are
+# reordered, or that gains one, is still read right, and anything ambiguous or missing stops the
+# script instead of explaining the wrong statement.
 rust_sql() {
   perl -e '
-    my ($file, $fn, $n) = @ARGV;
+    my ($file, $fn, $which) = @ARGV;
     open my $fh, "<", $file or die "$file: $!\n";
     my $src = do { local $/; <$fh> };
     $src =~ /\bfn\s+\Q$fn\E\s*[(<]/g or die "query-plans: no fn $fn in $file\n";
     my $from = pos $src;
-    my $sql;
-    for (1 .. $n) {
-      $src =~ /\bsqlx::query(?:_as|_scalar)?!\s*\(\s*(?:[A-Za-z_]\w*\s*,\s*)?(?:r#"(.*?)"#|"((?:[^"\\]|\\.)*)")/gs
-        or die "query-plans: query $n of fn $fn not found in $file\n";
-      die "query-plans: fn $fn in $file has fewer than $n queries\n"
-        if substr($src, $from, $-[0] - $from) =~ /\bfn\s+\w+\s*[(<]/;
+    my $body = substr $src, $from;
+    $body = substr $body, 0, $-[0] if $body =~ /\bfn\s+\w+\s*[(<]/;
+    my @sql;
+    while ($body =~ /\bsqlx::query(?:_as|_scalar)?!\s*\(\s*(?:[A-Za-z_]\w*\s*,\s*)?(?:r#"(.*?)"#|"((?:[^"\\]|\\.)*)")/gs) {
+      my $sql;
       if (defined $1) { $sql = $1 }
       else { ($sql = $2) =~ s/\\\n\s*//g; $sql =~ s/\\n/\n/g; $sql =~ s/\\(["\\])/$1/g }
+      push @sql, $sql;
     }
-    print $sql;' "$1" "$2" "${3:-1}" | dedent
+    @sql or die "query-plans: fn $fn in $file has no sqlx query macro\n";
+    if ($which =~ /^\d+$/) {
+      $which <= @sql or die "query-plans: fn $fn in $file has fewer than $which queries\n";
+      print $sql[$which - 1];
+    } else {
+      my @hit = grep { /$which/s } @sql;
+      @hit == 1 or die sprintf "query-plans: %d statements of fn %s in %s match /%s/ (expected one)\n",
+        scalar @hit, $fn, $file, $which;
+      print $hit[0];
+    }' "$1" "$2" "${3:-1}" | dedent
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || { echo "query-plans: cannot read $2 from $1" >&2; kill -TERM $$; exit 1; }
 }
 
-# The DELETE inside cleanup_old_locations(), with its PL/pgSQL variables as the $n parameters
-# PL/pgSQL binds them as.
+# The statement that deletes old locations inside cleanup_old_locations() (what
+# src/db/locations.rs: cleanup_old_batch calls), read from the function as the migrations left it
+# in the scratch database (pg_proc), so whichever migration redefined it last is the one shown;
+# its PL/pgSQL variables become the $n parameters PL/pgSQL binds them as.
 retention_sql() {
-  perl -e '
-    my $src = do { local $/; open my $fh, "<", $ARGV[0] or die "$ARGV[0]: $!\n"; <$fh> };
-    $src =~ /\b(WITH doomed AS \(.*?DELETE FROM locations\b.*?);/s
-      or die "query-plans: no retention DELETE in $ARGV[0]\n";
+  sql -c "SELECT prosrc FROM pg_proc WHERE proname = 'cleanup_old_locations'" | perl -0777 -e '
+    my $src = <STDIN>;
+    $src =~ /^\s*((?:WITH\b.*?)?DELETE FROM locations\b.*?);/ms
+      or die "query-plans: no DELETE FROM locations in cleanup_old_locations()\n";
     (my $sql = $1) =~ s/\bretention_days\b/\$1/g;
     $sql =~ s/\bbatch_size\b/\$2/g;
-    print $sql;' migrations/0007_views_and_cleanup.sql | dedent
+    print $sql;' | dedent
 }
 
 group_lock_namespace() {
@@ -122,25 +142,29 @@ SELECT setseed(0.42) \g /dev/null
 -- 10,000 devices, 10 per group (group-0001 .. group-1000); every 7th one deactivated, last seen
 -- 20 days ago, except every 70th, last seen 45 days ago (what the inactive-device purge, with
 -- older_than_days = 30, deletes).
+-- Every other device holds a device token (stored as the service stores it: SHA-256 hex).
 INSERT INTO devices (device_id, display_name, group_id, platform, fcm_token, active, last_seen_at,
-                     created_at)
+                     created_at, token_hash, token_issued_at)
 SELECT md5('device-' || i)::uuid,
        'Phone ' || lpad(i::text, 5, '0'),
        'group-' || lpad(((i - 1) % 1000 + 1)::text, 4, '0'),
-       CASE WHEN i % 3 = 0 THEN 'ios' ELSE 'android' END,
+       (CASE WHEN i % 3 = 0 THEN 'ios' ELSE 'android' END)::platform,
        CASE WHEN i % 4 = 0 THEN NULL ELSE 'fcm:' || md5('token-' || i) END,
        i % 7 <> 0,
        CASE WHEN i % 70 = 0 THEN now() - interval '45 days'
             WHEN i % 7 = 0 THEN now() - interval '20 days'
             ELSE now() - make_interval(secs => i % 3600) END,
-       now() - interval '90 days' + make_interval(secs => i * 60)
+       now() - interval '90 days' + make_interval(secs => i * 60),
+       CASE WHEN i % 2 = 1 THEN encode(sha256(convert_to('device-token-' || i, 'UTF8')), 'hex') END,
+       CASE WHEN i % 2 = 1 THEN now() - interval '30 days' END
 FROM generate_series(1, 10000) i;
 
 -- Locations in insertion order over the last 40 days (so 10 days are past the 30-day
 -- retention): :locations spread evenly, 100 per device (the n-th goes to device n * 7919 mod
 -- 10,000), and, evenly interleaved with them (row m is one when m * heavy / total steps up),
 -- :heavy more of device 1, so that its rows lie all over the table as they would in production.
--- Each fix captured up to 5 minutes before it was stored.
+-- Each fix captured up to 5 minutes before it was stored. Inserted into `locations`, the table
+-- the service writes, so this works whether it is one table or partitioned (rows are routed).
 INSERT INTO locations (device_id, latitude, longitude, accuracy, altitude, bearing, speed, provider,
                        battery_level, network_type, captured_at, created_at)
 SELECT md5('device-' || CASE WHEN heavy THEN 1 ELSE (n * 7919) % 10000 + 1 END)::uuid,
@@ -222,6 +246,12 @@ seed_seconds=$((SECONDS - seed_started))
 # Realistic parameter values
 # ---------------------------------------------------------------------------------------------
 
+# The unique index on (device_id, captured_at) every per-device query of locations walks (its
+# name from the catalogue: on a partitioned table, the partitions' indexes have their own).
+device_index="$(sql -c "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                        WHERE i.indrelid = 'locations'::regclass AND i.indisunique
+                          AND pg_get_indexdef(i.indexrelid) ~ '\\(device_id, captured_at\\)'
+                        ORDER BY c.relname LIMIT 1")"
 retention_days="$(config location_retention_days)"; retention_days="${retention_days:-30}"
 delete_batch="$(config delete_batch_size)"; delete_batch="${delete_batch:-10000}"
 max_batch="$(config max_batch_size)"; max_batch="${max_batch:-50}"
@@ -251,20 +281,33 @@ member_audit="$(sql -c "SELECT count(*) FROM audit_log WHERE resource_id = '$mem
 # The cursor of the second page of the member's audit trail: the id of the first page's last entry.
 cursor="$(sql -c "SELECT id FROM audit_log WHERE resource_id = '$member' ORDER BY id DESC OFFSET 49 LIMIT 1")"
 [[ -n $inactive && -n $cursor ]] || { echo "query-plans: the seed has no inactive device in $group or too few audit entries for $member" >&2; exit 1; }
-# One upload of max_batch_size fixes, one array per column as insert_fixes binds them.
-fixes="$(sql -F ', ' <<SQL
-SELECT quote_literal(ARRAY(SELECT 48.85 + g * 0.0001 FROM generate_series(1, $max_batch) g)::float8[]),
-       quote_literal(ARRAY(SELECT 2.35 + g * 0.0001 FROM generate_series(1, $max_batch) g)::float8[]),
-       quote_literal(ARRAY(SELECT (8 + g % 5)::float4 FROM generate_series(1, $max_batch) g)),
-       quote_literal(ARRAY(SELECT CASE WHEN g % 5 = 0 THEN NULL ELSE 35 + g * 0.1 END::float8 FROM generate_series(1, $max_batch) g)),
-       quote_literal(ARRAY(SELECT (g * 7 % 360)::float4 FROM generate_series(1, $max_batch) g)),
-       quote_literal(ARRAY(SELECT (g % 3 * 1.5)::float4 FROM generate_series(1, $max_batch) g)),
-       quote_literal(ARRAY(SELECT (ARRAY['gps', 'fused'])[1 + g % 2] FROM generate_series(1, $max_batch) g)),
-       quote_literal(ARRAY(SELECT (90 - g / 10)::int2 FROM generate_series(1, $max_batch) g)),
-       quote_literal(ARRAY(SELECT CASE WHEN g % 10 = 0 THEN NULL ELSE 'wifi' END FROM generate_series(1, $max_batch) g)),
-       quote_literal(ARRAY(SELECT date_trunc('second', now()) - make_interval(secs => ($max_batch - g) * 10) FROM generate_series(1, $max_batch) g))
-SQL
-)"
+# The arrays insert_batch binds, as SQL literals: fixes of the composite type `fix` (the n-th
+# request's are its device's most recent max_batch_size instants, 10 s apart), and the request
+# number of each (max_batch_size fixes per request).
+fix_array() {
+  sql -c "SELECT quote_literal(ARRAY(
+            SELECT ROW(date_trunc('second', now()) - make_interval(secs => ((g - 1) % $max_batch) * 10 + 5),
+                       48.85 + g * 0.0001, 2.35 + g * 0.0001, 8 + g % 5,
+                       CASE WHEN g % 5 = 0 THEN NULL ELSE 35 + g * 0.1 END, g * 7 % 360, g % 3 * 1.5,
+                       (ARRAY['gps', 'fused'])[1 + g % 2], (90 - g % $max_batch / 10)::int2,
+                       CASE WHEN g % 10 = 0 THEN NULL ELSE 'wifi' END)::fix
+            FROM generate_series(1, $1) g)::text)"
+}
+fix_requests() {
+  sql -c "SELECT quote_literal(ARRAY(SELECT (g - 1) / $max_batch + 1 FROM generate_series(1, $1) g)::text)"
+}
+# A keyed upload: one request of max_batch_size fixes from the member, with a new key.
+keyed_args="'{1}', '{$member}', $(fix_requests "$max_batch"), $(fix_array "$max_batch"), '{1}', '{$key_id}', '{$new_key}', '{$new_request}'"
+# A group commit: as many unkeyed requests of max_batch_size fixes, from as many active devices,
+# as fill one statement (ingest.max_rows_per_statement rows).
+rows_per_statement="$(config max_rows_per_statement)"; rows_per_statement="${rows_per_statement:-1000}"
+commit_requests=$((rows_per_statement / max_batch))
+commit_devices="$(sql -c "SELECT string_agg(device_id::text, ',' ORDER BY id) FROM (SELECT id, device_id FROM devices WHERE active ORDER BY id LIMIT $commit_requests) d")"
+commit_args="'{$(seq -s, 1 "$commit_requests")}', '{$commit_devices}', $(fix_requests "$rows_per_statement"), $(fix_array "$rows_per_statement"), '{}', '{}', '{}', '{}'"
+insert_batch_types="int4[], uuid[], int4[], fix[], int4[], int8[], text[], text[]"
+taken_record="$(sql -c "SELECT id FROM idempotency_keys WHERE key_hash = '$taken_key'")"
+device_token="$(sql -c "SELECT token_hash FROM devices WHERE device_id = '$member'")"
+[[ -n $device_token ]] || device_token="$(sql -c "SELECT token_hash FROM devices WHERE token_hash IS NOT NULL ORDER BY id LIMIT 1")"
 
 # ---------------------------------------------------------------------------------------------
 # Explaining
@@ -330,7 +373,8 @@ ms() { grep -oP "$1: \K[0-9.]+" | head -n 1; }
 commas() { perl -pe '1 while s/^(\d+)(\d{3})/$1,$2/'; }
 # Long array literals are shortened for display ('{1,2,3,…}' with the element count).
 shorten() {
-  perl -pe 's/\x27\{([^}]{60,})\}\x27/my @e = split m{,}, $1; sprintf "\x27{%s,…}\x27 (%d elements)", join(",", @e[0..2]), scalar @e/ge'
+  perl -pe 's/\x27\{("\((?:[^"\\]|\\.)*\)"(?:,"\((?:[^"\\]|\\.)*\)")*)\}\x27/my $n = () = $1 =~ m{"\(}g; sprintf "\x27{…}\x27 (%d fixes)", $n/ge;
+            s/\x27\{([^}]{60,})\}\x27/my @e = split m{,}, $1; sprintf "\x27{%s,…}\x27 (%d elements)", join(",", @e[0..2]), scalar @e/ge'
 }
 
 # explain NAME TITLE SOURCE MODE TYPES ARGS STATEMENT [NOTE] [NO_INDEX]
@@ -503,6 +547,9 @@ explain find_active_by_hash "API key lookup" "src/db/api_keys.rs: find_active_by
 explain touch_last_used "Key last-used bookkeeping (at most once a minute per key)" \
   "src/db/api_keys.rs: touch_last_used" write "int8" "$key_id" \
   "$(rust_sql src/db/api_keys.rs touch_last_used)"
+explain find_by_token "Device token lookup" "src/db/devices.rs: find_by_token" read \
+  "text" "'$device_token'" "$(rust_sql src/db/devices.rs find_by_token)" \
+  "a request with device credentials (\`src/domain/credentials.rs\`) instead of an API key"
 
 section "Device registration (one transaction)" \
   "\`src/domain/devices.rs: register\` runs these four statements in one transaction. Shown for group \`$group\` and its member \`$member\` (\`$member_name\`)."
@@ -516,10 +563,10 @@ explain count_active_in_group "Active members of the group (limit check)" \
   "src/db/devices.rs: count_active_in_group" write "text" "'$group'" \
   "$(rust_sql src/db/devices.rs count_active_in_group)"
 explain upsert "Upsert, re-registration of a known device" "src/db/devices.rs: upsert" write \
-  "uuid, text, text, text, text, text" "'$member', 'Phone renamed', '$group', NULL, 'android', 'fcm:new-token'" \
+  "uuid, text, text, platform, text, text" "'$member', 'Phone renamed', '$group', NULL, 'fcm:new-token', NULL" \
   "$(rust_sql src/db/devices.rs upsert)" "the \`ON CONFLICT … DO UPDATE\` path"
 explain upsert_new "Upsert, first registration of a new device" "src/db/devices.rs: upsert" write \
-  "uuid, text, text, text, text, text" "'$new_device', 'New phone', '$group', 'ios', 'android', NULL" \
+  "uuid, text, text, platform, text, text" "'$new_device', 'New phone', '$group', 'ios', NULL, '$new_key'" \
   "$(rust_sql src/db/devices.rs upsert)" "the plain insert path"
 
 section "Group listing"
@@ -528,23 +575,143 @@ explain list_active_in_group "Active members with their last location" \
   "$(rust_sql src/db/devices.rs list_active_in_group)" \
   "through the \`devices_with_last_location\` view (one \`LIMIT 1\` probe per member)"
 
-section "Location upload (one transaction)" \
-  "\`src/domain/locations.rs: upload\`: idempotency claim (when an \`Idempotency-Key\` is sent), the batch insert, the stored answer; \`touch_last_seen\` runs afterwards, off the request path."
-explain claim "Idempotency claim" "src/db/idempotency.rs: claim (1st statement)" write \
-  "int8, text, text, uuid" "$key_id, '$new_key', '$new_request', '$member'" \
-  "$(rust_sql src/db/idempotency.rs claim 1)" "a new key, the common case"
-explain claim_lookup "Idempotency lookup of a taken key" "src/db/idempotency.rs: claim (2nd statement)" \
-  read "int8, text" "$key_id, '$taken_key'" "$(rust_sql src/db/idempotency.rs claim 2)" \
-  "runs only when the claim returned no row (a replay)"
-explain insert_fixes "Batch insert of $max_batch fixes" "src/db/locations.rs: insert_fixes" write \
-  "uuid, float8[], float8[], float4[], float8[], float4[], float4[], text[], int2[], text[], timestamptz[]" \
-  "'$member', $fixes" "$(rust_sql src/db/locations.rs insert_fixes)" \
-  "a full batch (\`limits.max_batch_size\`); the foreign-key trigger probes \`uq_devices_device_id\` once per row"
-explain complete "Idempotency answer stored" "src/db/idempotency.rs: complete" write \
-  "int8, text, int2, jsonb" "$key_id, '$taken_key', 200, '{\"success\": true, \"processed_count\": $max_batch}'" \
-  "$(rust_sql src/db/idempotency.rs complete)"
+section "Location upload (group commit)" \
+  "\`src/infra/ingest.rs\`: writer tasks take the uploads waiting in the queue and store them with ONE statement, \`insert_batch\` (it also claims the \`Idempotency-Key\` of keyed uploads), then \`set_answers\` stores the claimed keys' answers in the same transaction; a replayed key reads its record with \`stored_response\`; \`touch_last_seen\` runs afterwards, off the request path."
+explain insert_batch_keyed "Keyed upload of $max_batch fixes" "src/db/locations.rs: insert_batch" write \
+  "$insert_batch_types" "$keyed_args" "$(rust_sql src/db/locations.rs insert_batch)" \
+  "one request with an \`Idempotency-Key\` (a new one: claimed, then its fixes inserted), alone in its statement, the quiet-server case"
+explain insert_batch "Group-committed insert of $commit_requests uploads ($rows_per_statement fixes)" "src/db/locations.rs: insert_batch" write \
+  "$insert_batch_types" "$commit_args" "$(rust_sql src/db/locations.rs insert_batch)" \
+  "a full statement (\`ingest.max_rows_per_statement\` = $rows_per_statement): $commit_requests unkeyed uploads of $max_batch fixes from $commit_requests devices"
+explain set_answers "Idempotency answer stored" "src/db/idempotency.rs: set_answers" write \
+  "int8[], jsonb[]" "'{$taken_record}', ARRAY['{\"success\": true, \"processed_count\": $max_batch}']::jsonb[]" \
+  "$(rust_sql src/db/idempotency.rs set_answers)"
+explain stored_response "Idempotency record of a taken key (replay)" "src/db/idempotency.rs: stored_response" \
+  read "int8, text" "$key_id, '$taken_key'" "$(rust_sql src/db/idempotency.rs stored_response)" \
+  "runs only when the upload's key is held by a live record"
 explain touch_last_seen "Device last-seen bookkeeping" "src/db/devices.rs: touch_last_seen" write \
-  "uuid" "'$member'" "$(rust_sql src/db/devices.rs touch_last_seen)"
+  "uuid[]" "'{$commit_devices}'" "$(rust_sql src/db/devices.rs touch_last_seen)" \
+  "the devices of one group-committed statement"
+
+# ---------------------------------------------------------------------------------------------
+# History (src/domain/history.rs): pages, counts, downloads; page 1 against page 500
+# ---------------------------------------------------------------------------------------------
+# history.rs turns `from`/`to` (inclusive, milliseconds) into the bounds [lower, upper) that
+# db::locations::page binds: lower = from, upper = to + 1 µs on the first page; a desc cursor
+# makes upper the captured_at of the previous page's last fix (lower stays `from`). It asks for
+# limit + 1 rows: the extra one only tells whether there is a next page.
+page_limit=$((100 + 1))
+hist_to="$(sql -c "SELECT date_trunc('milliseconds', now())")"
+hist_upper="$(sql -c "SELECT '$hist_to'::timestamptz + interval '1 microsecond'")"
+hist_week="$(sql -c "SELECT '$hist_to'::timestamptz - interval '7 days'")"
+# The whole trail of the heavy device: from midnight of the day of its oldest fix.
+hist_from="$(sql -c "SELECT date_trunc('day', min(captured_at)) FROM locations WHERE device_id = '$heavy'")"
+week_count="$(sql -c "SELECT to_char(count(*), 'FM9,999,999') FROM locations WHERE device_id = '$heavy' AND captured_at >= '$hist_week' AND captured_at < '$hist_upper'")"
+page_desc_sql="$(rust_sql src/db/locations.rs page 'ORDER BY captured_at DESC')"
+page_asc_sql="$(rust_sql src/db/locations.rs page 'ORDER BY captured_at(?!\s+DESC)\s+LIMIT')"
+history_types="uuid, timestamptz, timestamptz, int8"
+
+section "History" \
+  "\`GET /api/v1/devices/{id}/locations\` (\`src/domain/history.rs\`), after the access check (\`find\`, above). Shown for the heavy device \`$heavy_name\` ($heavy_locations_n fixes) over the last 7 days ($week_count fixes): \`from\` = $hist_week, \`to\` = $hist_to, so the bounds are \`[from, to + 1 µs)\`; a page asks for \`limit + 1\` = $page_limit rows (the extra row only says whether a next page exists)."
+explain page_desc "History page, newest first (the default order)" "src/db/locations.rs: page (Order::Desc)" read \
+  "$history_types" "'$heavy', '$hist_week', '$hist_upper', $page_limit" "$page_desc_sql" \
+  "first page, default page size of 100"
+explain page_asc "History page, oldest first" "src/db/locations.rs: page (Order::Asc)" read \
+  "$history_types" "'$heavy', '$hist_week', '$hist_upper', $page_limit" "$page_asc_sql" \
+  "\`order=asc\`, first page"
+explain count_range "Fixes in the range (before simplifying)" "src/db/locations.rs: count_range" read \
+  "uuid, timestamptz, timestamptz" "'$heavy', '$hist_week', '$hist_upper'" \
+  "$(rust_sql src/db/locations.rs count_range)" \
+  "\`tolerance=…\`: the range is counted first, to refuse one too large to simplify"
+NO_SORT=1 explain stream_range "Download (GeoJSON, GPX) of the whole trail, newest first" \
+  "src/db/locations.rs: stream_range (Order::Desc)" read "uuid, timestamptz, timestamptz" \
+  "'$heavy', '$hist_from', '$hist_upper'" "$(rust_sql src/db/locations.rs stream_range 'ORDER BY captured_at DESC')" \
+  "\`Accept: application/geo+json\` or \`application/gpx+xml\`: streamed, so its order must come from the index, never a sort"
+
+# Page 1 against page 500 of the heavy device's whole trail, newest first: page 500's cursor is
+# the captured_at of the 49,900th newest fix (the last one of page 499), which becomes `upper`.
+skip=$(( (500 - 1) * (page_limit - 1) ))
+page500_upper="$(sql -c "SELECT captured_at FROM locations WHERE device_id = '$heavy' ORDER BY captured_at DESC OFFSET $((skip - 1)) LIMIT 1")"
+newer="$(sql -c "SELECT count(*) FROM locations WHERE device_id = '$heavy' AND captured_at >= '$page500_upper'")"
+# The keyset page 500 starts exactly where OFFSET 49,900 would: same first row.
+same_start="$(sql -c "SELECT (SELECT id FROM locations WHERE device_id = '$heavy' AND captured_at >= '$hist_from' AND captured_at < '$page500_upper' ORDER BY captured_at DESC LIMIT 1)
+                           = (SELECT id FROM locations WHERE device_id = '$heavy' AND captured_at >= '$hist_from' AND captured_at < '$hist_upper' ORDER BY captured_at DESC OFFSET $skip LIMIT 1)")"
+[[ $newer == "$skip" && $same_start == t ]] || { echo "query-plans: page 500's cursor does not start after $skip fixes ($newer, $same_start)" >&2; exit 1; }
+section "History: page 1 vs page 500" \
+  "Keyset pagination: page N is one range scan that starts at its cursor, so it costs what page 1 costs. The same statement (\`page\`, newest first, $page_limit rows) over the whole trail of \`$heavy_name\` ($heavy_locations_n fixes among $(sql -c "SELECT to_char(count(*), 'FM9,999,999') FROM locations") rows; \`from\` = $hist_from, \`to\` = $hist_to): page 1 has no cursor (\`upper\` = \`to\` + 1 µs); page 500's cursor is the \`captured_at\` of the device's $(commas <<<"$skip")th newest fix (the last of page 499), computed in SQL, which becomes \`upper\`. Checked: exactly $(commas <<<"$newer") fixes are at or after it, and page 500's first row is the row \`OFFSET $(commas <<<"$skip")\` would give."
+explain page_1 "History page 1 (no cursor)" "src/db/locations.rs: page (Order::Desc)" read \
+  "$history_types" "'$heavy', '$hist_from', '$hist_upper', $page_limit" "$page_desc_sql" \
+  "\`upper\` = \`to\` + 1 µs"
+p1_plan=$last_plan p1_ms=$last_exec_ms
+explain page_500 "History page 500 (cursor after $(commas <<<"$skip") fixes)" "src/db/locations.rs: page (Order::Desc)" read \
+  "$history_types" "'$heavy', '$hist_from', '$page500_upper', $page_limit" "$page_desc_sql" \
+  "\`upper\` = the cursor: \`captured_at\` of the $(commas <<<"$skip")th newest fix"
+p500_plan=$last_plan p500_ms=$last_exec_ms
+
+# For contrast only: the same page reached with OFFSET, derived from the same statement text.
+offset_sql="$(perl -0777 -pe 's/\bLIMIT \$4\s*\z/OFFSET \$5 LIMIT \$4/ or die "query-plans: page does not end with LIMIT \$4\n"' <<<"$page_desc_sql")"
+say "explaining page_offset (contrast)"
+offset_plan="$(sql <<SQL
+PREPARE page_offset ($history_types, int8) AS
+$offset_sql;
+\\o /dev/null
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING ON) EXECUTE page_offset ('$heavy', '$hist_from', '$hist_upper', $page_limit, $skip);
+\\o
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING ON) EXECUTE page_offset ('$heavy', '$hist_from', '$hist_upper', $page_limit, $skip);
+SQL
+)"
+offset_ms="$(ms 'Execution Time' <<<"$offset_plan")"
+# "hit+read" of a plan's top node (its first Buffers line: the whole execution, planning apart).
+buffers_of() { perl -ne 'if (/Buffers: shared (.*)/) { my $t = 0; $t += $1 while /(?:hit|read)=(\d+)/g; print $t; exit }'; }
+# What a plan scans, as one phrase: each scan kind with its index and relation (several
+# partitions, if the table is partitioned, are counted), whether it sorts, and the rows read.
+scans_of() {
+  perl -ne '
+    if (/((?:Index Only Scan|Index Scan|Bitmap Heap Scan|Seq Scan)(?: Backward)?)(?: using (\S+))? on (\S+)(?: \w+)? \(actual time=\S+ rows=(\d+) loops=(\d+)\)/) {
+      my $k = $2 ? "$1 on $2" : "$1 of $3"; $n{$k}++; push @k, $k if $n{$k} == 1; $rows += $4 * $5; $loops = $5 }
+    $removed += $1 * ($loops // 1) if /Rows Removed by (?:Index Recheck|Filter): (\d+)/;
+    $sort = 1 if /^\s*(?:->\s+)?(?:Incremental )?Sort /;
+    END { my $read = ($rows // 0) + ($removed // 0); 1 while $read =~ s/^(\d+)(\d{3})/$1,$2/; 1 while $removed =~ s/^(\d+)(\d{3})/$1,$2/;
+          print join(" + ", map { $n{$_} > 1 ? "$n{$_} × $_" : $_ } @k), $sort ? ", then a Sort" : ", no Sort",
+                ", $read rows read", $removed ? " ($removed of them removed by the filter)" : "" }'
+}
+# sqlx caches the statement per connection; after 5 executions PostgreSQL may switch to the
+# generic plan, which cannot see the bounds. Measure both pages with it too.
+generic_analyze() {
+  sql <<SQL
+PREPARE g ($history_types) AS
+$page_desc_sql;
+SET plan_cache_mode = force_generic_plan;
+\\o /dev/null
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING ON) EXECUTE g ($1);
+\\o
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING ON) EXECUTE g ($1);
+SQL
+}
+say "explaining page 1 and page 500 with the generic plan"
+g1_plan="$(generic_analyze "'$heavy', '$hist_from', '$hist_upper', $page_limit")"
+g500_plan="$(generic_analyze "'$heavy', '$hist_from', '$page500_upper', $page_limit")"
+g1_ms="$(ms 'Execution Time' <<<"$g1_plan")" g500_ms="$(ms 'Execution Time' <<<"$g500_plan")"
+g1_buf="$(buffers_of <<<"$g1_plan")" g500_buf="$(buffers_of <<<"$g500_plan")"
+g1_scan="$(scans_of <<<"$g1_plan")" g500_scan="$(scans_of <<<"$g500_plan")"
+p1_buf="$(buffers_of <<<"$p1_plan")" p500_buf="$(buffers_of <<<"$p500_plan")" offset_buf="$(buffers_of <<<"$offset_plan")"
+p1_scan="$(scans_of <<<"$p1_plan")" p500_scan="$(scans_of <<<"$p500_plan")" offset_scan="$(scans_of <<<"$offset_plan")"
+{
+  printf '**Not what the service does — for contrast only:** the same page reached with `OFFSET %s` (the statement above with `OFFSET $5` added; no code runs this):\n\n' "$(commas <<<"$skip")"
+  printf '```sql\n%s\n```\n\n' "$offset_sql"
+  printf 'Run as `EXECUTE page_offset (%s)`:\n\n' "'$heavy', '$hist_from', '$hist_upper', $page_limit, $skip"
+  printf '```\n%s\n```\n\n' "$offset_plan"
+  printf 'The same two pages with the *generic* plan (`plan_cache_mode = force_generic_plan`: what a connection may run once sqlx has executed the cached statement five times; it cannot see the bounds):\n\n'
+  printf '<details><summary>Generic plans of page 1 and page 500</summary>\n\nPage 1:\n\n```\n%s\n```\n\nPage 500:\n\n```\n%s\n```\n\n</details>\n\n' "$g1_plan" "$g500_plan"
+  printf '| Page | Plan | Execution time | Buffers (hit + read) | Scan |\n|---|---|---:|---:|---|\n'
+  printf '| 1 | custom | %s ms | %s | %s |\n| 500 | custom | %s ms | %s | %s |\n' "$p1_ms" "$p1_buf" "$p1_scan" "$p500_ms" "$p500_buf" "$p500_scan"
+  printf '| 1 | generic | %s ms | %s | %s |\n| 500 | generic | %s ms | %s | %s |\n' "$g1_ms" "$g1_buf" "$g1_scan" "$g500_ms" "$g500_buf" "$g500_scan"
+  printf '| 500 via `OFFSET %s` (**not what the service does**) | custom | %s ms | %s | %s |\n\n' "$(commas <<<"$skip")" "$offset_ms" "$offset_buf" "$offset_scan"
+  printf '**Conclusion.** Page 1: %s ms, %s buffers; page 500: %s ms, %s buffers; both one %s (generic plan, %s: page 1 %s ms / %s buffers, page 500 %s ms / %s buffers).\n' \
+    "$p1_ms" "$p1_buf" "$p500_ms" "$p500_buf" "$(sed 's/, no Sort.*//' <<<"$p1_scan")" "$(sed 's/, no Sort.*//' <<<"$g1_scan")" "$g1_ms" "$g1_buf" "$g500_ms" "$g500_buf"
+  printf 'The cost does not grow with the page number, because the cursor becomes the scan'\''s bound; the same page reached with OFFSET reads every skipped row: %s ms, %s buffers.\n\n' \
+    "$offset_ms" "$offset_buf"
+} >>"$body"
 
 section "Device deactivation"
 explain deactivate "Soft delete" "src/db/devices.rs: deactivate" write "uuid" "'$member'" \
@@ -552,10 +719,10 @@ explain deactivate "Soft delete" "src/db/devices.rs: deactivate" write "uuid" "'
 
 section "Data export (privacy)" \
   "\`src/domain/privacy.rs: export\`: the device is read and the export audited in one transaction; then its locations are streamed, in \`captured_at\` order, from a read-only REPEATABLE READ snapshot and written out as they arrive (never collected). Shown for \`$member_name\` ($member_locations locations, like every seeded device but one) and for the heavy device \`$heavy_name\` ($heavy_locations_n locations)."
-explain find_record "Device record" "src/db/devices.rs: find_record" read "uuid" "'$member'" \
-  "$(rust_sql src/db/devices.rs find_record)" "also the first step of a reactivation"
-explain insert "Audit entry" "src/db/audit.rs: insert" write "int8, text, text, text, jsonb, text" \
-  "$admin_key_id, 'device.data_export', 'device', '$member', '{}', '203.0.113.7'" \
+explain find "Device record" "src/db/devices.rs: find" read "uuid" "'$member'" \
+  "$(rust_sql src/db/devices.rs find)" "also the first step of a reactivation and of every history request (access check)"
+explain insert "Audit entry" "src/db/audit.rs: insert" write "int8, uuid, text, text, text, jsonb, text" \
+  "$admin_key_id, NULL, 'device.data_export', 'device', '$member', '{}', '203.0.113.7'" \
   "$(rust_sql src/db/audit.rs insert)" \
   "every audited operation (export, erasure, reactivation, purge) writes one in its transaction" \
   "none needed (an insert; the foreign-key check of \`api_key_id\` probes \`pk_api_keys\`)"
@@ -564,47 +731,12 @@ explain insert "Audit entry" "src/db/audit.rs: insert" write "int8, text, text, 
 NO_SORT=1 SETUP="SET LOCAL enable_sort = off" explain stream_for_device "Export of a typical device's locations, oldest first" \
   "src/db/locations.rs: stream_for_device" read "uuid" "'$member'" \
   "$(rust_sql src/db/locations.rs stream_for_device)" \
-  "$member_locations locations; streamed, in the export's transaction (\`SET LOCAL enable_sort = off\`, \`prefer_index_order\`), so the order comes from \`idx_locations_device_captured\` walked backwards, without a sort"
+  "$member_locations locations; streamed, in the export's transaction (\`SET LOCAL enable_sort = off\`, \`prefer_index_order\`), so the order comes from \`$device_index\` (device, capture time), without a sort"
 stream_problem=$last_problem
 NO_SORT=1 SETUP="SET LOCAL enable_sort = off" explain stream_for_device_heavy "Export of the heavy device's locations, oldest first" \
   "src/db/locations.rs: stream_for_device" read "uuid" "'$heavy'" \
   "$(rust_sql src/db/locations.rs stream_for_device)" \
   "the same statement for \`$heavy_name\` and its $heavy_locations_n locations"
-heavy_problem=$last_problem heavy_ms=$last_exec_ms heavy_plan=$last_plan
-if [[ -n $stream_problem || -n $heavy_problem ]]; then
-  heavy_sort="$(grep -oP 'Sort Method: \K.*' <<<"$heavy_plan" | head -n 1 | sed 's/  */ /g')"
-  correlation="$(sql -c "SELECT round(correlation::numeric, 4) FROM pg_stats WHERE tablename = 'locations' AND attname = 'device_id'")"
-  PROPOSAL=1 SETUP="SET LOCAL random_page_cost = 1.1" explain stream_for_device_ssd \
-    "The heavy device's export with random_page_cost = 1.1 (a setting, not in the code)" \
-    "proposal for src/db/locations.rs: stream_for_device" read "uuid" "'$heavy'" \
-    "$(rust_sql src/db/locations.rs stream_for_device)" \
-    "the same statement and device; only the planner's cost of a random page read changes"
-  cat >>"$notes" <<EOF
-
-**The export sorts instead of walking \`idx_locations_device_captured\` backwards.**
-\`stream_for_device\` streams a device's locations in \`captured_at\` order, and
-\`idx_locations_device_captured (device_id, captured_at DESC)\` delivers exactly that order when
-walked backwards, so the first row could leave at once. The index exists and is used, but only
-as a bitmap: the planner reads the device's heap pages in physical order and then sorts, for the
-typical device${stream_problem:+ (${stream_problem#it })} as for the heavy one (${heavy_problem#it }; $heavy_ms ms).
-The reason is the cost model, not a missing index: a device's rows lie all over the table
-(physical correlation of \`device_id\`: $correlation), so with the default \`random_page_cost = 4\`
-an index scan, one random page read per row, looks dearer than a bitmap scan plus a sort. The
-database therefore reads and sorts the whole export (on disk for the heavy device) before the
-first row goes out. No migration fixes it; either of these does (neither is applied):
-- \`random_page_cost = 1.1\`, the usual value on SSD storage (\`ALTER DATABASE … SET random_page_cost = 1.1\`
-  or the server configuration): the plan becomes \`$(grep -m 1 -oP '^\S.*?(?= \(actual)' <<<"$last_plan")\`${last_problem:+, but $last_problem};
-  the first row leaves at once, and the whole heavy export takes $last_exec_ms ms (against $heavy_ms ms with the sort;
-  plan in [${n}b](#q${n}b));
-- or \`SET LOCAL enable_sort = off\` in the export's snapshot transaction before
-  \`stream_for_device\` (a code change in \`src/domain/privacy.rs\`), after which the planner
-  chooses the same backward index scan.
-
-A covering index (\`INCLUDE\` of every exported column, for an index-only scan) would also do, at
-the price of a second copy of \`locations\`.
-EOF
-fi
-
 section "Data erasure (privacy, one transaction)" \
   "\`src/domain/privacy.rs: erase\`: the device is deleted, its locations and idempotency records with it (\`ON DELETE CASCADE\` of \`fk_locations_device\` and \`fk_idempotency_keys_device\`), and the erasure audited (the insert above), in one transaction. EXPLAIN shows the cascade only as trigger time: its statements' plans are captured with auto_explain."
 say "capturing the cascade of delete with auto_explain"
@@ -637,40 +769,28 @@ ALSO_USES="cascade: the statements of the erasure above, once per device" explai
   "Purge of inactive devices" "src/db/devices.rs: delete_inactive" write "int4" "$purge_days" \
   "$(rust_sql src/db/devices.rs delete_inactive)" \
   "\`older_than_days\` = $purge_days: $purge_count devices, and by cascade their $purge_locations locations and their idempotency records (the trigger times)"
-if [[ -n $last_problem ]]; then
-  purge_problem=$last_problem purge_ms=$last_exec_ms purge_plan=$last_plan
-  purge_scan_ms="$(node_ms '(?:Seq Scan|Bitmap Heap Scan|Index Scan using \S+) on devices' <<<"$purge_plan")"
-  purge_cascade_ms="$(trigger_ms fk_locations_device <<<"$purge_plan")"
-  PROPOSAL=1 SETUP="CREATE INDEX idx_devices_inactive_seen ON devices ((COALESCE(last_seen_at, updated_at))) WHERE NOT active" \
-    explain delete_inactive_indexed "Purge of inactive devices with a partial index (not in the migrations)" \
-    "proposal for migrations/0002_devices.sql" write "int4" "$purge_days" \
-    "$(rust_sql src/db/devices.rs delete_inactive)" "the same statement and data, with an index that matches its condition"
-  purge_fixed_scan_ms="$(node_ms '(?:Seq Scan|Bitmap Heap Scan|Index Scan using \S+) on devices' <<<"$last_plan")"
-  cat >>"$notes" <<EOF
-
-**The purge of inactive devices has no index for its condition.** \`delete_inactive\` filters on
-\`NOT active AND COALESCE(last_seen_at, updated_at) < now() - make_interval(days => \$1)\`, which no
-index matches: the plan ${purge_problem#it }; finding the rows takes ${purge_scan_ms:-?} ms of the statement's $purge_ms ms
-here, the cascade into \`locations\` (through \`idx_locations_device_captured\`) ${purge_cascade_ms:-?} ms. Fix (a migration, not
-applied): the partial expression index
-\`CREATE INDEX idx_devices_inactive_seen ON devices ((COALESCE(last_seen_at, updated_at))) WHERE NOT active\`,
-which reads only the devices to delete: ${last_used:-no index}, ${purge_fixed_scan_ms:-?} ms to find them (plan in [${n}b](#q${n}b)).
-Low priority: an admin operation, run rarely, whose cost is the cascade; the scan grows with the
-number of devices, not of locations.
-EOF
-fi
 explain stats "Dashboard figures" "src/db/devices.rs: stats" read "" "" "$(rust_sql src/db/devices.rs stats)" \
   "\`GET /admin/stats\`: exact device counts, group figures from the materialized view, the location count estimated"
 if [[ -n $last_problem ]]; then
+  stats_plan=$last_plan stats_ms=$last_exec_ms
   cat >>"$notes" <<EOF
 
-**The dashboard figures count every device.** \`stats\` counts \`devices\` exactly, all of them and
-the active ones: ${last_problem}, $last_exec_ms ms for the whole statement here. No index fixes an exact
-count of a whole table (an index-only scan still reads every entry), and the code chose exact
-counts because the table is small. If devices grow, the fix is a query change, not an index:
-\`sum(total_count)\` and \`sum(active_count)\` of \`group_member_counts\`, as the statement already
-does for the group figures (as fresh as the hourly refresh). Its other parts use indexes
-(\`min\`/\`max\` on \`idx_locations_created_at\`) or the planner's row estimate.
+**The dashboard figures.** \`stats\` ($stats_ms ms here): ${last_problem}.
+EOF
+  if [[ -n $(big_only "$(seq_scans_in <<<"$stats_plan")") ]] \
+     && ! sql -c "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = 'locations'::regclass" | grep -q '(created_at)'; then
+    cat >>"$notes" <<EOF
+The sequential scan of \`locations\` is \`min(created_at)\`/\`max(created_at)\`: no index of
+\`locations\` starts with \`created_at\` (migration 0010 replaced \`idx_locations_created_at\` with
+\`idx_locations_captured_at\`), so both aggregates read the whole table. Fix (a query change, not
+applied): report the oldest and newest *capture* times, \`min(captured_at)\`/\`max(captured_at)\`,
+which \`idx_locations_captured_at\` answers with one index probe each (or index \`created_at\` again).
+EOF
+  fi
+  cat >>"$notes" <<EOF
+The device counts are exact on purpose (the table is small): no index makes an exact count of a
+whole table cheap (an index-only scan still reads every entry); if devices grow, sum
+\`group_member_counts\` instead, as the statement already does for the group figures.
 EOF
 fi
 audit_types="text, text, text, int8, timestamptz, timestamptz, int8, int8"
@@ -680,28 +800,6 @@ explain list "Audit log, first page" "src/db/audit.rs: list" read "$audit_types"
 explain list_filtered "Audit log of one device, second page" "src/db/audit.rs: list" read "$audit_types" \
   "NULL, NULL, '$member', NULL, NULL, NULL, $cursor, 50" "$(rust_sql src/db/audit.rs list)" \
   "\`GET /admin/audit?resource_id=…&cursor=…\`: the entries of \`$member_name\` ($member_audit in all) older than the cursor of the first page"
-if [[ -n $last_problem ]]; then
-  audit_ms=$last_exec_ms audit_sorted=""
-  grep -q 'Sort Key' <<<"$last_plan" && audit_sorted=1
-  PROPOSAL=1 SETUP="CREATE INDEX idx_audit_resource_id ON audit_log (resource_id, id)" \
-    explain list_filtered_indexed "Audit log of one device with an index on resource_id (not in the migrations)" \
-    "proposal for migrations/0006_audit_log.sql" read "$audit_types" \
-    "NULL, NULL, '$member', NULL, NULL, NULL, $cursor, 50" "$(rust_sql src/db/audit.rs list)" \
-    "the same statement and page, with an index that starts with \`resource_id\`"
-  cat >>"$notes" <<EOF
-
-**The audit log filtered by \`resource_id\` alone reads a whole index.** The admin API accepts
-\`resource_id\` without \`resource_type\`, and then \`list\` has no index starting with
-\`resource_id\`: \`idx_audit_resource\` is \`(resource_type, resource_id)\`, so the planner reads all
-of it ($(table_size idx_audit_resource)), checking \`resource_id\` on every entry, then fetches
-the device's entries${audit_sorted:+ and sorts them by \`id\`}; $audit_ms ms here, a cost that grows with the whole audit log instead of
-with the device's entries. Fix (a migration, not applied):
-\`CREATE INDEX idx_audit_resource_id ON audit_log (resource_id, id)\` makes both
-\`resource_id = \$3\` and the cursor \`id < \$7\` index conditions: ${last_used:-no index}, $last_exec_ms ms${last_problem:+, but $last_problem} (plan in
-[${n}b](#q${n}b)). With \`resource_type=device\` also given, the existing index already serves it.
-EOF
-fi
-
 section "Maintenance jobs" \
   "Each job runs hourly but the audit retention, which runs daily (\`[jobs]\` in \`config/default.toml\`), in batches of \`delete_batch_size\` = $delete_batch rows."
 # The plan of the DELETE as the function itself runs it, captured with auto_explain (costs
@@ -734,34 +832,11 @@ explain cleanup_old_batch "Retention batch (function call)" "src/db/locations.rs
 } >>"$body"
 
 explain cleanup_old_locations "Retention batch (the DELETE inside the function)" \
-  "migrations/0007_views_and_cleanup.sql: cleanup_old_locations" write "int4, int4" \
+  "cleanup_old_locations() (as the migrations define it last)" write "int4, int4" \
   "$retention_days, $delete_batch" "$(retention_sql)" \
   "PL/pgSQL binds \`retention_days\` and \`batch_size\` as the parameters \$1 and \$2"
 explain delete_expired "Idempotency expiry batch" "src/db/idempotency.rs: delete_expired" write \
   "int8" "$delete_batch" "$(rust_sql src/db/idempotency.rs delete_expired)"
-# The planner turns `id IN (SELECT ... LIMIT $1)` into a hash semi-join, which reads the whole
-# table to hash it as soon as the batch is a few percent of the table. When it does, measure the
-# rewrite that keeps both sides on an index (the ids become one array: pk probes only).
-if grep -q 'delete_expired' "$findings"; then
-  current_ms=$last_exec_ms
-  PROPOSAL=1 explain delete_expired_rewrite "Proposed rewrite of the idempotency expiry batch (not in the code)" \
-    "proposal for src/db/idempotency.rs: delete_expired" write "int8" "$delete_batch" \
-"DELETE FROM idempotency_keys WHERE id = ANY (ARRAY(
-    SELECT id FROM idempotency_keys WHERE expires_at <= now() LIMIT \$1
-))" "same rows deleted, same parameter; the subquery result becomes one array, probed on the primary key"
-  cat >>"$notes" <<EOF
-
-Not a missing index: both \`idx_idempotency_keys_expires_at\` (finds the expired rows) and
-\`pk_idempotency_keys\` exist. The planner rewrites \`id IN (SELECT … LIMIT \$1)\` into a hash
-semi-join and, with about $(sql -c "SELECT to_char(count(*), 'FM9,999,999') FROM idempotency_keys WHERE expires_at <= now()") expired rows of $(sql -c "SELECT to_char(count(*), 'FM9,999,999') FROM idempotency_keys"), prefers hashing the
-whole table to one primary-key probe per row: the DELETE reads every page of
-\`idempotency_keys\` ($current_ms ms here), and that cost grows with the table, not the batch.
-Fix (a query change in \`src/db/idempotency.rs\`, no migration):
-\`DELETE FROM idempotency_keys WHERE id = ANY (ARRAY(SELECT id FROM idempotency_keys WHERE expires_at <= now() LIMIT \$1))\`
-uses ${last_used:-no index} and took $last_exec_ms ms on the same data (plan in [${n}b](#q${n}b)).
-EOF
-fi
-
 explain delete_older_than "Audit retention batch" "src/db/audit.rs: delete_older_than" write \
   "int4, int8" "$audit_retention_days, $delete_batch" "$(rust_sql src/db/audit.rs delete_older_than)" \
   "\`limits.audit_retention_days\` = $audit_retention_days: $(sql -c "SELECT to_char(count(*), 'FM9,999,999') FROM audit_log WHERE created_at < now() - make_interval(days => $audit_retention_days)") entries are past it"
@@ -815,7 +890,7 @@ settings="$(sql -F ' = ' -c "SELECT name, current_setting(name) FROM pg_settings
                                              'effective_cache_size', 'max_parallel_workers_per_gather')
                               ORDER BY name" | sed 's/^/`/; s/$/`/' | paste -sd ',' | sed 's/,/, /g')"
 counts="$(sql -F ' | ' <<'SQL'
-SELECT '| `' || t || '` | ' || to_char(c, 'FM9,999,999,999') || ' | ' || pg_size_pretty(pg_total_relation_size(t::regclass)) || ' |'
+SELECT '| `' || t || '` | ' || to_char(c, 'FM9,999,999,999') || ' | ' || pg_size_pretty((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree(t::regclass))) || ' |'
 FROM (VALUES ('locations', (SELECT count(*) FROM locations)),
              ('devices', (SELECT count(*) FROM devices)),
              ('api_keys', (SELECT count(*) FROM api_keys)),
