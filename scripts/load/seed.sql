@@ -21,6 +21,21 @@ SELECT md5('device-' || n)::uuid,
        now() - interval '30 days'
 FROM generate_series(1, :groups * :per_group) AS n;
 
+-- An install in its steady state: migration 0013 made the table that existed then the legacy
+-- partition (MINVALUE to the day after the migration), which retention drops once its days
+-- expire; here it is empty, so it goes now, and every seeded day gets its own partition (with
+-- the week ahead, as the service creates them), as on an install older than the retention period.
+DO $$
+BEGIN
+    IF to_regclass('locations_legacy') IS NOT NULL AND NOT EXISTS (SELECT FROM locations_legacy) THEN
+        ALTER TABLE locations DETACH PARTITION locations_legacy;
+        DROP TABLE locations_legacy;
+    END IF;
+END;
+$$;
+SELECT create_locations_partition((now() AT TIME ZONE 'UTC')::date + n)
+FROM generate_series(-:days - 1, 7) AS n \g /dev/null
+
 -- Row i belongs to device (i % devices) + 1 and is that device's k-th fix, k = i / devices;
 -- fix k of K sits in slice k of the :days-day window (older first), at a random point of it.
 INSERT INTO locations (device_id, latitude, longitude, accuracy, captured_at, created_at)
