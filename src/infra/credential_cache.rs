@@ -42,8 +42,11 @@ pub type KeyCache = CredentialCache<ApiKey>;
 /// Device tokens by hash.
 pub type TokenCache = CredentialCache<DeviceCredential>;
 
-/// Beyond this many cached keys, stale entries are dropped (and everything, if none is stale).
-const MAX_ENTRIES: usize = 10_000;
+/// Beyond this many cached credentials, stale entries are dropped (and everything, if none is
+/// stale). Device tokens are one per phone: at 200,000 phones a replica sees ~15,000 distinct
+/// tokens within the trust period (polling maps), so 10,000 emptied the cache every few
+/// seconds and sent those phones' requests to the database. 100,000 entries are ~20 MiB.
+const MAX_ENTRIES: usize = 100_000;
 /// How long an entry is trusted while invalidations arrive: changes reach the cache by notice,
 /// so this only bounds how long a change made behind the service's back (raw SQL) can go
 /// unnoticed.
