@@ -623,7 +623,7 @@ explain count_range "Fixes in the range (before simplifying)" "src/db/locations.
   "uuid, timestamptz, timestamptz" "'$heavy', '$hist_week', '$hist_upper'" \
   "$(rust_sql src/db/locations.rs count_range)" \
   "\`tolerance=…\`: the range is counted first, to refuse one too large to simplify"
-NO_SORT=1 explain stream_range "Download (GeoJSON, GPX) of the whole trail, newest first" \
+NO_SORT=1 SETUP="SET LOCAL enable_sort = off" explain stream_range "Download (GeoJSON, GPX) of the whole trail, newest first" \
   "src/db/locations.rs: stream_range (Order::Desc)" read "uuid, timestamptz, timestamptz" \
   "'$heavy', '$hist_from', '$hist_upper'" "$(rust_sql src/db/locations.rs stream_range 'ORDER BY captured_at DESC')" \
   "\`Accept: application/geo+json\` or \`application/gpx+xml\`: streamed, so its order must come from the index, never a sort"
