@@ -19,7 +19,22 @@ cargo build --release --bin phone-manager
 cargo build --release -p loadgen
 export LOAD_BUILD=never
 [[ "$steps" == *,run,* ]] && scripts/load/run.sh --scenarios upload,upload_key,list,history,register,batch,mix
-[[ "$steps" == *,partitions,* ]] && scripts/load/partitions.sh
+if [[ "$steps" == *,partitions,* ]]; then
+  table="$(scripts/load/partitions.sh)"
+  python3 - docs/load-test-results.md "$table" <<'PY'
+import sys, re
+path, table = sys.argv[1], sys.argv[2]
+text = open(path).read()
+section = ("<!-- partitions:begin -->\n## Partitions: DELETE vs DROP\n\n`scripts/load/partitions.sh` "
+           "(retention's batched DELETE, `jobs.delete_batch_size` rows per transaction, against DETACH + DROP):\n\n"
+           + table + "\n<!-- partitions:end -->")
+if "<!-- partitions:begin -->" in text:
+    text = re.sub(r"<!-- partitions:begin -->.*?<!-- partitions:end -->", lambda m: section, text, flags=re.S)
+else:
+    text = text.rstrip("\n") + "\n\n" + section + "\n"
+open(path, "w").write(text)
+PY
+fi
 [[ "$steps" == *,growth,* ]] && scripts/load/growth.sh
 [[ "$steps" == *,phones,* ]] && scripts/load/phones.sh
 [[ "$steps" == *,capacity,* ]] && scripts/load/capacity.py --write docs/capacity.md
