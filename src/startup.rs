@@ -83,6 +83,7 @@ impl Application {
         let targets = listener::Targets { keys: keys.clone(), tokens: tokens.clone(), hub: hub.clone() };
         listener::start(pool.clone(), targets);
         let rate_limiter = Arc::new(RateLimiter::new(&settings.security));
+        RateLimiter::start_forgetting(&rate_limiter, Duration::from_secs(60));
         let limits = &settings.limits;
         let auth = Arc::new(Authenticator::new(pool.clone(), keys, tokens.clone()));
         let state = AppState {

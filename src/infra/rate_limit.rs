@@ -6,7 +6,7 @@
 
 mod shared;
 
-use std::{fmt, net::IpAddr, num::NonZeroU32, time::Duration};
+use std::{fmt, net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
 
 use governor::{
     Quota as GcraQuota, RateLimiter as Gcra,
@@ -189,6 +189,36 @@ impl RateLimiter {
             return decision;
         }
         decide_locally(local, *quota, subject)
+    }
+
+    /// Forgets the subjects whose limits are back to full (a phone idle for a period): without
+    /// this every device, key and address a replica ever saw would stay in memory for good.
+    pub fn forget_idle(&self) {
+        for (_, limiter) in [
+            &self.standard,
+            &self.admin,
+            &self.device,
+            &self.export,
+            &self.registration,
+            &self.invite_failure,
+        ] {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+
+    /// Calls [`forget_idle`](Self::forget_idle) every `every` until the limiter is dropped.
+    pub fn start_forgetting(limiter: &Arc<Self>, every: Duration) {
+        let weak = Arc::downgrade(limiter);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let Some(limiter) = weak.upgrade() else { return };
+                limiter.forget_idle();
+            }
+        });
     }
 
     pub fn status(&self) -> BackendStatus {
