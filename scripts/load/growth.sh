@@ -9,7 +9,8 @@
 # A size is devices:fixes (devices in groups of 10, fixes spread over the last 6 days). Writes
 # the section between the `growth` markers of LOAD_REPORT (docs/load-test-results.md) with the
 # PostgreSQL settings in effect, and leaves each size's raw outputs in LOAD_OUT/<size>/.
-# Knobs: SCENARIO_DURATION=15, and run.sh's (LOAD_DB_POOL, PM_BIN, LOAD_BUILD, …).
+# Knobs: SCENARIO_DURATION=15, GROWTH_REPORT_ONLY=1 (rewrite the section from LOAD_OUT), and
+# run.sh's (LOAD_DB_POOL, PM_BIN, LOAD_BUILD, …).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -33,6 +34,8 @@ settings="$(psql -X -At -F ' = ' "$server_url" -c "SELECT name, current_setting(
 
 IFS=, read -r -a size_list <<<"$sizes"
 first=1
+# GROWTH_REPORT_ONLY=1 LOAD_OUT=<an earlier run's outputs>: only (re)write the section.
+[[ -n "${GROWTH_REPORT_ONLY:-}" ]] && size_list=()
 for size in "${size_list[@]}"; do
   devices="${size%%:*}" fixes="${size##*:}"
   echo "==> growth: $devices devices, $fixes fixes" >&2
@@ -46,7 +49,7 @@ for size in "${size_list[@]}"; do
   db="$(sed -n 's/.*fresh database `\([^`]*\)`.*/\1/p' "$out/$size.md" | head -n 1)"
   # Size before the run's own uploads, and the checkpoints during the runs.
   psql -X -At "${server_url%/*}/$db" -c "SELECT pg_database_size(current_database()),
-      pg_total_relation_size('locations')" >"$out/$size/size" 2>/dev/null || echo "0|0" >"$out/$size/size"
+      (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('locations'))" >"$out/$size/size" 2>/dev/null || echo "0|0" >"$out/$size/size"
   psql -X -q "$server_url" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
 done
 

@@ -25,6 +25,9 @@ FROM generate_series(1, :groups * :per_group) AS n;
 -- partition (MINVALUE to the day after the migration), which retention drops once its days
 -- expire; here it is empty, so it goes now, and every seeded day gets its own partition (with
 -- the week ahead, as the service creates them), as on an install older than the retention period.
+-- (Skipped on a schema before migration 0013, so older binaries can be measured alike.)
+SELECT to_regproc('create_locations_partition') IS NOT NULL AS partitioned \gset
+\if :partitioned
 DO $$
 BEGIN
     IF to_regclass('locations_legacy') IS NOT NULL AND NOT EXISTS (SELECT FROM locations_legacy) THEN
@@ -35,6 +38,7 @@ END;
 $$;
 SELECT create_locations_partition((now() AT TIME ZONE 'UTC')::date + n)
 FROM generate_series(-:days - 1, 7) AS n \g /dev/null
+\endif
 
 -- Row i belongs to device (i % devices) + 1 and is that device's k-th fix, k = i / devices;
 -- fix k of K sits in slice k of the :days-day window (older first), at a random point of it.
