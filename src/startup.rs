@@ -4,10 +4,10 @@ use std::{future::Future, net::SocketAddr, pin::pin, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use axum::{body::Body, extract::ConnectInfo, http::Request};
-use hyper::{body::Incoming, server::conn::http1, server::conn::http2};
+use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
+    server::{conn::auto, graceful::GracefulShutdown},
     service::TowerToHyperService,
 };
 use sqlx::PgPool;
@@ -138,21 +138,17 @@ impl Application {
         let app = http::app(self.state, openapi::spec());
         tracing::info!(address = %self.listener.local_addr()?, "listening");
 
-        // Each protocol has its own builder (decision 38): hyper-util's `auto` builder keeps
-        // room for both protocols' state in every connection task.
-        let mut h1 = http1::Builder::new();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
         // Without a timer hyper cannot time out slow headers: a slowloris client would hold
         // its connection (and a slot) forever.
-        h1.timer(TokioTimer::new())
+        builder
+            .http1()
+            .timer(TokioTimer::new())
             .header_read_timeout(settings.server.header_read_timeout())
             // hyper's default (~400 KiB) lets each connection's buffer double to 16 KiB and
             // more; at 10,000 keep-alive connections that is most of the process's memory.
             .max_buf_size(settings.server.read_buffer_bytes);
-        // half_close stays off (hyper's default): with it on, a client that leaves is noticed
-        // only when the next write fails, so a live stream whose phone went away would hold
-        // its device's stream slot until the next heartbeat (decision 39).
-        let mut h2 = http2::Builder::new(TokioExecutor::new());
-        h2.timer(TokioTimer::new());
+        builder.http2().timer(TokioTimer::new());
         let connections = GracefulShutdown::new();
         let mut shutdown = pin!(shutdown);
         loop {
@@ -174,21 +170,19 @@ impl Application {
                 request.extensions_mut().insert(ConnectInfo(peer));
                 request.map(Body::new)
             });
-            let (h1, h2, watcher) = (h1.clone(), h2.clone(), connections.watcher());
+            let (builder, watcher) = (builder.clone(), connections.watcher());
             let opening = settings.server.header_read_timeout();
             tokio::spawn(async move {
-                // The connection's first bytes tell HTTP/1 from HTTP/2; hyper's header timeout
-                // starts after them. A client that sends nothing, or half of HTTP/2's preface,
-                // would hold its connection for ever.
-                let io = TokioIo::new(stream);
-                let service = TowerToHyperService::new(service);
-                let served = match opening_arrives(io.inner(), opening).await {
-                    None => return,
-                    Some(Protocol::Http1) => watcher.watch(h1.serve_connection(io, service)).await,
-                    // Boxed: HTTP/2's connection state is large and rare among phones.
-                    Some(Protocol::Http2) => Box::pin(watcher.watch(h2.serve_connection(io, service))).await,
-                };
-                if let Err(err) = served {
+                // hyper reads a connection's first bytes to tell HTTP/1 from HTTP/2 without a
+                // timer; its header timeout starts after. A client that sends nothing, or half
+                // of HTTP/2's preface, would hold its connection for ever.
+                if !opening_arrives(&stream, opening).await {
+                    return;
+                }
+                let connection = builder
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                    .into_owned();
+                if let Err(err) = watcher.watch(connection).await {
                     tracing::debug!(error = %err, %peer, "connection ended with an error");
                 }
             });
@@ -228,34 +222,25 @@ fn cut_when_unanswered(stream: &tokio::net::TcpStream) {
     let _ = stream;
 }
 
-/// HTTP/2's connection preface: a connection that opens with it speaks HTTP/2.
+/// HTTP/2's connection preface; hyper-util tells the protocols apart by it.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// The protocol a connection opened with.
-#[derive(Debug, PartialEq, Eq)]
-enum Protocol {
-    Http1,
-    Http2,
-}
-
-/// Which protocol the connection speaks, once enough of its opening arrived within `limit`:
-/// the whole HTTP/2 preface, or first bytes that cannot begin it (HTTP/1, whose own header
-/// timeout then applies). `None`: nothing usable in time, or the peer left. Peeks, so hyper
-/// still reads every byte.
-async fn opening_arrives(stream: &tokio::net::TcpStream, limit: Duration) -> Option<Protocol> {
+/// Whether enough of a connection's opening arrives within `limit` for hyper to choose the
+/// protocol: the whole HTTP/2 preface, or first bytes that cannot begin it (HTTP/1, whose own
+/// header timeout then applies). Peeks, so hyper still reads every byte.
+async fn opening_arrives(stream: &tokio::net::TcpStream, limit: Duration) -> bool {
     let wait = async {
         let mut opening = [0u8; H2_PREFACE.len()];
         loop {
             match stream.peek(&mut opening).await {
-                Ok(0) | Err(_) => return None,
-                Ok(n) if n == H2_PREFACE.len() && opening == H2_PREFACE => return Some(Protocol::Http2),
-                Ok(n) if !H2_PREFACE.starts_with(&opening[..n]) => return Some(Protocol::Http1),
+                Ok(0) | Err(_) => return false,
+                Ok(n) if n == H2_PREFACE.len() || !H2_PREFACE.starts_with(&opening[..n]) => return true,
                 // Part of the preface: peek returns at once while those bytes wait, so pause.
                 Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
     };
-    tokio::time::timeout(limit, wait).await.ok().flatten()
+    tokio::time::timeout(limit, wait).await.unwrap_or(false)
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM (what orchestrators send).

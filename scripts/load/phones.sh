@@ -91,11 +91,19 @@ if [[ "$LOAD_BUILD" != never ]]; then
 fi
 [[ -x "$bin" && -x "$gen" ]] || die "missing $bin or $gen"
 
+# PHONES_REPORT_ONLY=1 LOAD_OUT=<an earlier run's outputs>: only (re)write the section from its
+# results.tsv (e.g. after appending another run's rows).
+if [[ -n "${PHONES_REPORT_ONLY:-}" ]]; then
+  map_list=() step_list=()
+  db_size="${PHONES_DB_SIZE:-as in the run log}"
+fi
+
 # ---------------------------------------------------------------------------------------------
 # Database: the largest step's phones, each with a device token the generator knows.
 # ---------------------------------------------------------------------------------------------
 export PM_CONFIG_DIR=/nonexistent
 pm() { PM__DATABASE__URL="$db_url" PM__LOGGING__LEVEL=warn "$bin" "$@"; }
+if [[ -z "${PHONES_REPORT_ONLY:-}" ]]; then
 say "creating $db: $max_phones phones in $((max_phones / 10)) groups, $LOAD_LOCATIONS fixes"
 psql_server -c "CREATE DATABASE $db" >/dev/null
 db_created=1
@@ -119,6 +127,7 @@ say "seeded in $((SECONDS - seed_started)) s"
 app_key="$(pm keys create --name phones --scope app --json 2>"$out/key.log" | sed -n 's/.*"key" *: *"\([^"]*\)".*/\1/p')"
 [[ -n "$app_key" ]] || { cat "$out/key.log" >&2; die "could not create the app key"; }
 db_size="$(psql_db -c "SELECT pg_size_pretty(pg_database_size(current_database()))")"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Sampling helpers
@@ -184,7 +193,7 @@ histogram_p99() { # name ports...
 # Runs
 # ---------------------------------------------------------------------------------------------
 results="$out/results.tsv"
-: >"$results"
+[[ -n "${PHONES_REPORT_ONLY:-}" ]] || : >"$results"
 for map in "${map_list[@]}"; do
   for n in "${step_list[@]}"; do
     streams=0
@@ -234,13 +243,14 @@ import json, sys
 secs, hz = float(secs), int(hz)
 srv, pg, gen, wal = int(srv), int(pg), int(gen), int(wal)
 parts = [json.load(open(f)) for f in files]
-def merged(kind):
+def merged(kind_name):
+    kind = kind_name
     # Shards run the same schedule over disjoint phones: counts add up; the p99 shown is the
     # largest shard's (an upper bound of the merged p99).
     ks = [p[kind] for p in parts]
     return {"ok": sum(k["ok"] for k in ks), "errors": sum(k["errors"] for k in ks),
             "rate": sum(k["rate_per_s"] for k in ks), "p99": max(k["p99_ms"] for k in ks),
-            "kinds": {e: sum(k["error_kinds"].get(e, 0) for k in ks) for k in ks for e in k["error_kinds"]}}
+            "kinds": {f"{kind} {e}": sum(k["error_kinds"].get(e, 0) for k in ks) for k in ks for e in k["error_kinds"]}}
 up, ls, rg, so = merged("upload"), merged("list"), merged("register"), merged("stream_open")
 events = {}
 for p in parts:
@@ -255,7 +265,10 @@ row = dict(map=mp, phones=int(n), replicas=int(replicas), upload_rate=up["rate"]
            streams=sum(p["streams_open"] for p in parts), stream_open_p99=so["p99"],
            location_events_per_s=events.get("location", 0) / measured, resyncs=events.get("resync", 0),
            fanout_p99=fanout, errors=errors, error_kinds={**up["kinds"], **ls["kinds"], **rg["kinds"], **so["kinds"]},
-           lag_p99=lag, cpu_service=srv / hz / secs, cpu_postgres=pg / hz / secs, cpu_loadgen=gen / hz / secs,
+           lag_p99=lag, cpu_service=srv / hz / secs, cpu_loadgen=gen / hz / secs,
+           # PostgreSQL's processes summed at both ends: backends that exited in between (a
+           # pool that dropped connections) make it meaningless, shown as NA.
+           cpu_postgres=(pg / hz / secs) if pg >= 0 else None,
            wal_per_s=wal / secs, rss_mib=int(rss) / 1024, passed=ok)
 with open(results, "a") as f:
     f.write(json.dumps(row) + "\n")
@@ -290,7 +303,7 @@ for r in rows:
     print(f"| {r['map']} | {r['phones']:,} | {r['replicas']} | {r['upload_rate']:,.0f} | {r['upload_p99']:.1f} | "
           f"{r['list_rate']:,.0f} | {r['list_p99']:.1f} | {r['streams']:,} | {r['location_events_per_s']:,.0f} | "
           f"{r['fanout_p99']} | {r['resyncs']} | {r['errors']} | {r['lag_p99']:.1f} | {r['cpu_service']:.2f} | "
-          f"{r['cpu_postgres']:.2f} | {r['cpu_loadgen']:.2f} | {r['wal_per_s']/1e6:.2f} MB | {r['rss_mib']:.0f} | "
+          f"{'NA' if r['cpu_postgres'] is None else format(r['cpu_postgres'], '.2f')} | {r['cpu_loadgen']:.2f} | {r['wal_per_s']/1e6:.2f} MB | {r['rss_mib']:.0f} | "
           f"{'yes' if r['passed'] else 'no'} |")
 errs = [r for r in rows if r["errors"]]
 for r in errs:

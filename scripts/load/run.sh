@@ -816,7 +816,7 @@ EOF
 # The sections other scripts own (phones.sh, growth.sh, partitions.sh: between their
 # `<!-- name:begin -->` and `<!-- name:end -->` markers) stay as they were.
 if [[ -f "$LOAD_REPORT" ]]; then
-  perl -0777 -ne 'print "\n$1\n" while /(<!-- (\w+):begin -->.*?<!-- \2:end -->)/sg' "$LOAD_REPORT" >>"$LOAD_REPORT.tmp"
+  perl -0777 -ne 'print "\n$1\n" while /(<!-- ([\w-]+):begin -->.*?<!-- \2:end -->)/sg' "$LOAD_REPORT" >>"$LOAD_REPORT.tmp"
 fi
 mv "$LOAD_REPORT.tmp" "$LOAD_REPORT"
 say "done: $LOAD_REPORT (raw outputs in $out)"
