@@ -102,13 +102,15 @@ rust_sql() {
 # The statement that deletes old locations inside cleanup_old_locations() (what
 # src/db/locations.rs: cleanup_old_batch calls), read from the function as the migrations left it
 # in the scratch database (pg_proc), so whichever migration redefined it last is the one shown;
-# its PL/pgSQL variables become the $n parameters PL/pgSQL binds them as.
+# its PL/pgSQL variables become the $n parameters PL/pgSQL binds them as (and `cutoff`, the
+# variable migration 0013 computes from retention_days, its expression).
 retention_sql() {
   sql -c "SELECT prosrc FROM pg_proc WHERE proname = 'cleanup_old_locations'" | perl -0777 -e '
     my $src = <STDIN>;
     $src =~ /^\s*((?:WITH\b.*?)?DELETE FROM locations\b.*?);/ms
       or die "query-plans: no DELETE FROM locations in cleanup_old_locations()\n";
-    (my $sql = $1) =~ s/\bretention_days\b/\$1/g;
+    (my $sql = $1) =~ s/\bcutoff\b/(now() - make_interval(days => retention_days))/g;
+    $sql =~ s/\bretention_days\b/\$1/g;
     $sql =~ s/\bbatch_size\b/\$2/g;
     print $sql;' | dedent
 }
