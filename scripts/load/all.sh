@@ -20,20 +20,14 @@ cargo build --release -p loadgen
 export LOAD_BUILD=never
 [[ "$steps" == *,run,* ]] && scripts/load/run.sh --scenarios upload,upload_key,list,history,register,batch,mix
 if [[ "$steps" == *,partitions,* ]]; then
-  table="$(scripts/load/partitions.sh)"
-  python3 - docs/load-test-results.md "$table" <<'PY'
-import sys, re
-path, table = sys.argv[1], sys.argv[2]
-text = open(path).read()
-section = ("<!-- partitions:begin -->\n## Partitions: DELETE vs DROP\n\n`scripts/load/partitions.sh` "
-           "(retention's batched DELETE, `jobs.delete_batch_size` rows per transaction, against DETACH + DROP):\n\n"
-           + table + "\n<!-- partitions:end -->")
-if "<!-- partitions:begin -->" in text:
-    text = re.sub(r"<!-- partitions:begin -->.*?<!-- partitions:end -->", lambda m: section, text, flags=re.S)
-else:
-    text = text.rstrip("\n") + "\n\n" + section + "\n"
-open(path, "w").write(text)
-PY
+  {
+    echo "## Partitions: DELETE vs DROP"
+    echo
+    echo "\`scripts/load/partitions.sh\` (retention's batched DELETE, \`jobs.delete_batch_size\` rows per transaction, against DETACH + DROP):"
+    echo
+    scripts/load/partitions.sh
+  } >/tmp/pm-partitions-section.md
+  scripts/load/put-section.py partitions /tmp/pm-partitions-section.md docs/load-test-results.md
 fi
 [[ "$steps" == *,growth,* ]] && scripts/load/growth.sh
 [[ "$steps" == *,phones,* ]] && scripts/load/phones.sh

@@ -95,17 +95,7 @@ if len(rows) > 1:
         f"{int(r[0]):,}/{int(r[1]):,}: upload {r[2] / base[2]:.2f}, listing {r[3] / base[3]:.2f}, history {r[4] / base[4]:.2f}"
         for r in rows[1:] if base[2] and base[3] and base[4]))
 PY
-if [[ -f "$LOAD_REPORT" ]] && grep -q '<!-- growth:begin -->' "$LOAD_REPORT"; then
-  python3 - "$LOAD_REPORT" "$section" <<'PY'
-import sys
-report, section = sys.argv[1], open(sys.argv[2]).read()
-text = open(report).read()
-a, b = text.index("<!-- growth:begin -->"), text.index("<!-- growth:end -->")
-open(report, "w").write(text[:a] + "<!-- growth:begin -->\n" + section + text[b:])
-PY
-else
-  { echo; echo "<!-- growth:begin -->"; cat "$section"; echo "<!-- growth:end -->"; } >>"$LOAD_REPORT"
-fi
+scripts/load/put-section.py growth "$section" "$LOAD_REPORT"
 cat "$section"
 
 # Bytes per stored fix (table and indexes) for the capacity model: the slope between the two

@@ -312,17 +312,7 @@ for mp in sorted({r["map"] for r in rows}):
     passed = [r["phones"] for r in rows if r["map"] == mp and r["passed"]]
     print(f"\nLargest passing N with map `{mp}`: {max(passed):,} phones" if passed else f"\nNo passing N with map `{mp}`.")
 PY
-if [[ -f "$LOAD_REPORT" ]] && grep -q '<!-- phones:begin -->' "$LOAD_REPORT"; then
-  python3 - "$LOAD_REPORT" "$section" <<'PY'
-import sys
-report, section = sys.argv[1], open(sys.argv[2]).read()
-text = open(report).read()
-a, b = text.index("<!-- phones:begin -->"), text.index("<!-- phones:end -->")
-open(report, "w").write(text[:a] + "<!-- phones:begin -->\n" + section + text[b:])
-PY
-else
-  { echo; echo "<!-- phones:begin -->"; cat "$section"; echo "<!-- phones:end -->"; } >>"$LOAD_REPORT"
-fi
+scripts/load/put-section.py phones "$section" "$LOAD_REPORT"
 cat "$section"
 
 # The capacity model's inputs (scripts/load/capacity.py): the largest passing run, streams first.
