@@ -291,6 +291,14 @@ impl From<sqlx::Error> for ApiError {
                 tracing::warn!(error = %err, "database unavailable");
                 Self::database_unavailable()
             }
+            // A lock not granted within its lock_timeout (55P03: creating a day's partition
+            // while a long export holds the table, decision 38) or a deadlock PostgreSQL broke
+            // (40P01): the database is momentarily busy, the request itself is fine, and the
+            // phone's retry succeeds. A 503, not a 500.
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| c == "55P03" || c == "40P01") => {
+                tracing::warn!(code = ?db.code(), error = %db, "database busy");
+                Self::database_unavailable()
+            }
             // SQLSTATE class 22 (data exception: a character PostgreSQL cannot store, a value
             // out of a column's range) and 23514 (a CHECK constraint) come from values in the
             // request that validation should have refused: still the client's mistake, so a

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, TestDatabase, json_body, test_settings};
+use crate::helpers::{TestApp, TestDatabase, assert_error, json_body, test_settings};
 
 /// The partitions of `locations` by name.
 async fn partitions(pool: &PgPool) -> Vec<String> {
@@ -350,4 +350,27 @@ async fn the_migration_keeps_every_row_of_a_seeded_database() {
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM locations").fetch_one(&mut conn).await.unwrap();
     assert_eq!(left, 961);
     conn.close().await.unwrap();
+}
+
+/// Creating a missing day's partition waits at most 2 s for the table's lock (decision 38).
+/// While something holds the table that long (an export reading it), the upload is a 503 the
+/// phone retries, never a 500; once the table is free, the same upload is stored.
+#[tokio::test]
+async fn an_upload_that_cannot_create_its_partition_in_time_is_a_503_then_stored() {
+    let app = TestApp::spawn().await;
+    daily_partitions_only(&app.pool, 1).await;
+    let api = app.client().await;
+    let device = api.registered_device("fam").await;
+    let fix = json!({"device_id": device, "timestamp": (Utc::now() - Duration::days(3)).timestamp_millis(),
+                     "latitude": 48.1, "longitude": 11.5, "accuracy": 5.0});
+
+    let mut reader = app.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE locations IN ACCESS SHARE MODE").execute(&mut *reader).await.unwrap();
+    let response = api.post_json("/api/v1/locations", &fix).await;
+    assert_error(response, StatusCode::SERVICE_UNAVAILABLE, "service_unavailable").await;
+    reader.rollback().await.unwrap();
+
+    let response = api.post_json("/api/v1/locations", &fix).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(counts(&json_body(response).await), (1, 0));
 }
