@@ -79,7 +79,7 @@ seed() { # the day, and with "neighbours" the days either side
 }
 size() { sql -c "SELECT pg_total_relation_size('$1')"; }
 tree_size() { sql -c "SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('locations')"; }
-mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1048576 }'; }
+mb() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
 now_ms() { date +%s%3N; }
 num() { sql -c "SELECT to_char($1, 'FM999,999,999,990')"; }
 
