@@ -42,8 +42,10 @@ pub type KeyCache = CredentialCache<ApiKey>;
 /// Device tokens by hash.
 pub type TokenCache = CredentialCache<DeviceCredential>;
 
-/// Beyond this many cached credentials, stale entries are dropped (and everything, if none is
-/// stale). Device tokens are one per phone: at 200,000 phones a replica sees ~15,000 distinct
+/// Beyond this many cached credentials, stale entries are dropped, and everything if more than
+/// half is still fresh: the next sweep is then at least half the cap of inserts away, so
+/// sweeping costs O(1) per insert (a sweep that freed a few entries would otherwise run again
+/// on the next insert, as `infra::last_seen`'s fixed threshold did). Device tokens are one per phone: at 200,000 phones a replica sees ~15,000 distinct
 /// tokens within the trust period (polling maps), so 10,000 emptied the cache every few
 /// seconds and sent those phones' requests to the database. 100,000 entries are ~20 MiB.
 const MAX_ENTRIES: usize = 100_000;
@@ -100,7 +102,7 @@ impl<T: Cached> CredentialCache<T> {
         if entries.len() >= MAX_ENTRIES {
             let trusted = self.trusted_for();
             entries.retain(|_, entry| entry.fetched.elapsed() < trusted);
-            if entries.len() >= MAX_ENTRIES {
+            if entries.len() > MAX_ENTRIES / 2 {
                 entries.clear();
             }
         }
