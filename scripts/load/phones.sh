@@ -213,7 +213,6 @@ for map in "${map_list[@]}"; do
     # One generator process per replica's share of streams (descriptors are per process).
     gens=$replicas
     gen_pids=()
-    srv0="$(ticks_of "${server_pids[@]}")" pg0="$(postgres_ticks)" wal0="$(wal_lsn)" t0=$(date +%s.%N)
     for ((g = 0; g < gens; g++)); do
       "$gen" --addr "$addrs" --key "$app_key" --phones-file "$out/phones.tsv" --phones "$n" \
         --shard "$g/$gens" --map "$map" --duration "$PHONES_DURATION" --warmup "$PHONES_WARMUP" \
